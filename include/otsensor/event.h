@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+
+/**
+ * SECTION:event
+ * @title: Event builder
+ *
+ * Dissectors report what they saw as events: transactions, asset facts and
+ * protocol anomalies. An event is opened on the session with one of the
+ * ots_session_begin_*() functions, filled with typed fields, and committed.
+ * The core writes the envelope (`ts`, `sensor_id`, `seq`, `type`, the
+ * 5-tuple, `proto`) itself; a dissector adds only its own fields, usually in
+ * one object named after the protocol.
+ *
+ * The builder serialises straight into a per-worker buffer: no allocation per
+ * event, and strings are JSON-escaped (invalid UTF-8 and control bytes are
+ * escaped, never passed through). One event may be open per session at a
+ * time; an event that is not committed is discarded by the next begin.
+ */
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+typedef struct _OtsSession OtsSession;
+typedef struct _OtsEvent OtsEvent;
+
+/**
+ * OtsDirection:
+ * @OTS_DIR_TO_SERVER: client (initiator, master, requester) to server
+ * @OTS_DIR_TO_CLIENT: server to client
+ */
+typedef enum {
+    OTS_DIR_TO_SERVER = 0,
+    OTS_DIR_TO_CLIENT = 1,
+} OtsDirection;
+
+#define OTS_DIR_REVERSE(d) ((OtsDirection)(1 - (d)))
+
+/**
+ * OtsOpClass:
+ *
+ * What an operation does to the process, for detection and reporting.
+ * Serialised as the lower-case names in ots_op_class_to_string().
+ */
+typedef enum {
+    OTS_OP_OTHER = 0,        /* "other" */
+    OTS_OP_READ,             /* "read" */
+    OTS_OP_WRITE,            /* "write" */
+    OTS_OP_CONTROL,          /* "control": operate/command an output */
+    OTS_OP_PROGRAM_UPLOAD,   /* "program_upload" (device to client) */
+    OTS_OP_PROGRAM_DOWNLOAD, /* "program_download" (client to device) */
+    OTS_OP_RUN_STATE,        /* "run_state": start/stop */
+    OTS_OP_FIRMWARE,         /* "firmware" */
+    OTS_OP_RESTART,          /* "restart" */
+    OTS_OP_TIME_SET,         /* "time_set" */
+    OTS_OP_DIAGNOSTICS,      /* "diagnostics" */
+    OTS_OP_DISCOVERY,        /* "discovery" */
+    OTS_OP_FILE_TRANSFER,    /* "file_transfer" */
+    OTS_OP_COMM_CONTROL,     /* "communication_control" */
+    OTS_OP_INTERROGATION,    /* "interrogation" */
+    OTS_OP_SESSION,          /* "session": connect, register, setup, keep-alive */
+    OTS_OP_MONITOR,          /* "monitor": spontaneous/periodic process data */
+    OTS_OP_CONFIG,           /* "config": configuration changes */
+    OTS_OP_N_CLASSES
+} OtsOpClass;
+
+/**
+ * OtsTxStatus:
+ *
+ * Outcome of a transaction; serialised as `status`.
+ */
+typedef enum {
+    OTS_TX_OK = 0,       /* "ok": a normal response */
+    OTS_TX_EXCEPTION,    /* "exception": the server answered with an error */
+    OTS_TX_UNANSWERED,   /* "unanswered": no response before flow end/timeout */
+    OTS_TX_NO_REQUEST,   /* "no_request": a response whose request was not seen */
+    OTS_TX_UNSOLICITED,  /* "unsolicited": server-initiated report (no request by design) */
+    OTS_TX_NO_RESPONSE,  /* "no_response": one-way by design (broadcast, datagram) */
+    OTS_TX_N_STATUS
+} OtsTxStatus;
+
+/**
+ * OtsTransactionInfo:
+ * @request_dir: direction of the request; the requester becomes `src_*`
+ * @function: the protocol's numeric request code (`function`)
+ * @function_name: (nullable): its name (`function_name`); static string
+ * @op_class: operation class
+ * @status: outcome
+ * @request_ts: request time in µs since the epoch, 0 if not seen
+ * @response_ts: response time in µs since the epoch, 0 if not seen
+ * @proto: (nullable): protocol name when it differs from the plugin's name
+ *   (for example `s7comm_plus` from the `s7comm` plugin); static string
+ *
+ * When both times are set the core writes `latency_us`.
+ */
+typedef struct {
+    OtsDirection request_dir;
+    guint32 function;
+    const char *function_name;
+    OtsOpClass op_class;
+    OtsTxStatus status;
+    gint64 request_ts;
+    gint64 response_ts;
+    const char *proto;
+    gpointer reserved[4];
+} OtsTransactionInfo;
+
+/**
+ * OtsAssetRole:
+ *
+ * What the endpoint is to the process; serialised as `role`.
+ */
+typedef enum {
+    OTS_ROLE_UNKNOWN = 0, /* "unknown" */
+    OTS_ROLE_CONTROLLER,  /* "controller": PLC, RTU, outstation, IED */
+    OTS_ROLE_CLIENT,      /* "client": HMI, SCADA master, engineering station */
+    OTS_ROLE_IO,          /* "io": I/O adapter, drive, field device */
+    OTS_ROLE_GATEWAY,     /* "gateway" */
+} OtsAssetRole;
+
+/* Transactions: the core writes type, tuple, proto, function, function_name,
+ * op_class, status and latency_us; the dissector adds its protocol object. */
+OtsEvent *ots_session_begin_transaction(OtsSession *s, const OtsTransactionInfo *info);
+
+/* Asset facts about one endpoint of the flow: the sender of direction @dir
+ * (the server of the flow for %OTS_DIR_TO_CLIENT). The core writes `ip`,
+ * `port`, `proto` and `role`; the dissector adds `vendor`, `product`,
+ * `firmware`, `serial`, `name`, ... */
+OtsEvent *ots_session_begin_asset(OtsSession *s, OtsDirection dir, OtsAssetRole role);
+
+/* A protocol anomaly seen in direction @dir: counted by the core per
+ * (proto, @code) and emitted as an `alert` event with `category`
+ * "protocol_anomaly", `code` and `message`. @code is a static
+ * lower_snake_case string such as "bad_length". Returns an event for
+ * optional extra fields; commit it. */
+OtsEvent *ots_session_begin_anomaly(OtsSession *s, OtsDirection dir, const char *code,
+                                    const char *message);
+
+/* Shorthand: begin_anomaly + commit. */
+void ots_session_anomaly(OtsSession *s, OtsDirection dir, const char *code, const char *message);
+
+void ots_event_add_uint(OtsEvent *e, const char *key, guint64 value);
+void ots_event_add_int(OtsEvent *e, const char *key, gint64 value);
+void ots_event_add_bool(OtsEvent *e, const char *key, gboolean value);
+void ots_event_add_double(OtsEvent *e, const char *key, double value);
+/* NUL-terminated string, escaped. */
+void ots_event_add_string(OtsEvent *e, const char *key, const char *value);
+/* Bytes of a protocol text field, escaped; stops at the first NUL. */
+void ots_event_add_string_len(OtsEvent *e, const char *key, const guint8 *value, gsize len);
+/* Bytes as lower-case hex (binary never goes out raw). */
+void ots_event_add_hex(OtsEvent *e, const char *key, const guint8 *value, gsize len);
+void ots_event_add_null(OtsEvent *e, const char *key);
+
+/* Nesting: @key is NULL for elements of an array. */
+void ots_event_begin_object(OtsEvent *e, const char *key);
+void ots_event_end_object(OtsEvent *e);
+void ots_event_begin_array(OtsEvent *e, const char *key);
+void ots_event_end_array(OtsEvent *e);
+
+/* Closes any open object/array and hands the event to the core. */
+void ots_event_commit(OtsEvent *e);
+
+const char *ots_op_class_to_string(OtsOpClass c);
+const char *ots_tx_status_to_string(OtsTxStatus s);
+
+G_END_DECLS
