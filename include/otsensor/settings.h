@@ -43,6 +43,9 @@ struct _OtsSettingSpec {
     const char *help;
     /* Secret values (passwords, token paths' contents) are never logged or shown. */
     gboolean secret;
+    /* STRING: NULL-terminated list of the allowed values, or NULL for any. */
+    const char *const *choices;
+    gpointer reserved[2];
 };
 
 /* Lookups: %FALSE when the key is absent (values are validated already). */
