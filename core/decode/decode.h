@@ -9,7 +9,7 @@
 G_BEGIN_DECLS
 
 typedef struct {
-    guint8 family; /* 4 or 6 */
+    guint8 family;   /* 4 or 6 */
     guint8 addr[16]; /* IPv4 in the first 4 bytes, the rest zero */
 } OtsIpAddr;
 
@@ -22,11 +22,11 @@ typedef struct {
     guint8 ip_version;  /* 4 or 6 */
     OtsIpAddr src;
     OtsIpAddr dst;
-    guint8 ttl;         /* TTL / hop limit */
-    guint8 l4_proto;    /* 6 TCP, 17 UDP (only those give OTS_DECODE_OK) */
+    guint8 ttl;      /* TTL / hop limit */
+    guint8 l4_proto; /* 6 TCP, 17 UDP (only those give OTS_DECODE_OK) */
     guint16 sport;
     guint16 dport;
-    guint8 tcp_flags;   /* OTS_TCP_* */
+    guint8 tcp_flags; /* OTS_TCP_* */
     guint32 tcp_seq;
     guint32 tcp_ack;
     guint16 tcp_window;
@@ -66,9 +66,16 @@ typedef enum {
     OTS_MALFORMED_TCP_HDRLEN,
     OTS_MALFORMED_UDP_SHORT,
     OTS_MALFORMED_UDP_LEN,
+    OTS_MALFORMED_LOOP_SHORT,   /* BSD loopback (DLT_NULL/DLT_LOOP) family header cut short */
+    OTS_MALFORMED_IPV6_VERSION, /* an IPv6 link or ethertype, but the version is not 6 */
+    OTS_MALFORMED_IP_VERSION,   /* raw IP link: empty, or the version is neither 4 nor 6 */
     OTS_MALFORMED_N_REASONS
 } OtsMalformedReason;
 
+/* Every packet lands in exactly one of tcp, udp, not_ip, other_l4, fragments,
+ * malformed and unsupported_link. ipv4/ipv6 count packets whose fixed IP
+ * header is valid (fragments included); truncated counts OTS_DECODE_OK
+ * packets with pkt->truncated set. */
 typedef struct {
     guint64 packets;
     guint64 bytes; /* wire bytes */
@@ -76,13 +83,13 @@ typedef struct {
     guint64 ipv6;
     guint64 tcp;
     guint64 udp;
-    guint64 vlan;        /* packets with at least one 802.1Q/802.1ad tag */
+    guint64 vlan; /* packets with at least one 802.1Q/802.1ad tag */
     guint64 not_ip;
     guint64 other_l4;
     guint64 fragments;
     guint64 truncated;
     guint64 unsupported_link;
-    guint64 malformed;   /* sum of malformed_by_reason */
+    guint64 malformed; /* sum of malformed_by_reason */
     guint64 malformed_by_reason[OTS_MALFORMED_N_REASONS];
 } OtsDecodeStats;
 

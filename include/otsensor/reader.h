@@ -197,7 +197,7 @@ ots_reader_get_data(OtsReader *r, gsize n, const guint8 **out)
 {
     if (ots_reader_remaining(r) < n)
         return FALSE;
-    *out = r->data + r->pos;
+    *out = r->data != NULL ? r->data + r->pos : NULL; /* NULL + 0 is undefined */
     r->pos += n;
     return TRUE;
 }
@@ -208,7 +208,8 @@ ots_reader_copy(OtsReader *r, void *dest, gsize n)
 {
     if (ots_reader_remaining(r) < n)
         return FALSE;
-    memcpy(dest, r->data + r->pos, n);
+    if (n > 0)
+        memcpy(dest, r->data + r->pos, n);
     r->pos += n;
     return TRUE;
 }
@@ -219,7 +220,7 @@ ots_reader_get_sub_reader(OtsReader *r, OtsReader *sub, gsize n)
 {
     if (ots_reader_remaining(r) < n)
         return FALSE;
-    ots_reader_init(sub, r->data + r->pos, n);
+    ots_reader_init(sub, r->data != NULL ? r->data + r->pos : NULL, n);
     r->pos += n;
     return TRUE;
 }
@@ -230,7 +231,7 @@ ots_reader_peek_sub_reader(const OtsReader *r, OtsReader *sub, gsize n)
 {
     if (ots_reader_remaining(r) < n)
         return FALSE;
-    ots_reader_init(sub, r->data + r->pos, n);
+    ots_reader_init(sub, r->data != NULL ? r->data + r->pos : NULL, n);
     return TRUE;
 }
 
