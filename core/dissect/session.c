@@ -1,1 +1,490 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include "core/dissect/dissect.h"
+
+#include <string.h>
+
+/* How many payload chunks a flow without a port match is shown to the
+ * heuristic probes before it is left undissected. */
+#define MAX_PROBE_TRIES 4
+
+/* Formatted once per flow, when its first event is written. */
+typedef struct {
+    char ip[2][48];
+    char tuple[2][256];
+    gsize tuple_len[2];
+} SessionStrings;
+
+struct _OtsSession {
+    OtsDissectContext *ctx;
+    OtsFlow *flow;
+    const OtsDissectorEntry *entry;
+    gpointer state;
+    gboolean state_live;
+    gboolean undecided; /* waiting for a heuristic probe */
+    guint8 probe_tries;
+    gint64 now;
+    gint64 last_tick;
+    OtsBuf pending[2];
+    SessionStrings *strings;
+    guint64 gaps;
+};
+
+void
+ots_dissect_context_init(OtsDissectContext *ctx, const OtsDissectRegistry *registry,
+                         OtsEventWriter *writer, gsize max_pdu, gboolean flow_events)
+{
+    memset(ctx, 0, sizeof(*ctx));
+    ctx->registry = registry;
+    ctx->writer = writer;
+    ctx->max_pdu = max_pdu;
+    ctx->flow_events = flow_events;
+}
+
+OtsSession *
+ots_session_new(OtsDissectContext *ctx, OtsFlow *flow)
+{
+    OtsSession *s = g_new0(OtsSession, 1);
+    s->ctx = ctx;
+    s->flow = flow;
+    s->now = flow->first_ts;
+    s->last_tick = flow->first_ts;
+    return s;
+}
+
+void
+ots_session_bind(OtsSession *s, const OtsDissectorEntry *entry)
+{
+    g_return_if_fail(!s->entry);
+    s->entry = entry;
+    s->undecided = FALSE;
+    s->ctx->stats.flows_bound++;
+    if (entry->info->state_new)
+        s->state = entry->info->state_new(s);
+    s->state_live = TRUE;
+}
+
+void
+ots_session_set_time(OtsSession *s, gint64 now)
+{
+    s->now = now;
+}
+
+const char *
+ots_session_get_proto(OtsSession *s)
+{
+    return s->entry ? s->entry->info->name : NULL;
+}
+
+/* SDK accessors */
+
+gint64
+ots_session_get_time(OtsSession *s)
+{
+    g_return_val_if_fail(s, 0);
+    return s->now;
+}
+
+OtsL4Proto
+ots_session_get_l4(OtsSession *s)
+{
+    g_return_val_if_fail(s, OTS_L4_TCP);
+    return (OtsL4Proto)s->flow->l4_proto;
+}
+
+guint16
+ots_session_get_server_port(OtsSession *s)
+{
+    g_return_val_if_fail(s, 0);
+    return s->flow->port[1];
+}
+
+guint16
+ots_session_get_client_port(OtsSession *s)
+{
+    g_return_val_if_fail(s, 0);
+    return s->flow->port[0];
+}
+
+gsize
+ots_session_get_max_pdu(OtsSession *s)
+{
+    g_return_val_if_fail(s, 0);
+    return s->ctx->max_pdu;
+}
+
+/* Event envelope parts */
+
+static SessionStrings *
+session_strings(OtsSession *s)
+{
+    if (G_LIKELY(s->strings))
+        return s->strings;
+    SessionStrings *st = g_new(SessionStrings, 1);
+    OtsFlow *f = s->flow;
+    const char *l4 = f->l4_proto == OTS_L4_TCP ? "tcp" : "udp";
+    for (int i = 0; i < 2; i++)
+        ots_ip_addr_to_string(&f->ip[i], st->ip[i], sizeof(st->ip[i]));
+    for (int d = 0; d < 2; d++) {
+        int src = d, dst = 1 - d;
+        int n = g_snprintf(st->tuple[d], sizeof(st->tuple[d]),
+                           "\"src_ip\":\"%s\",\"src_port\":%u,\"dst_ip\":\"%s\",\"dst_port\":%u,"
+                           "\"transport\":\"%s\"",
+                           st->ip[src], f->port[src], st->ip[dst], f->port[dst], l4);
+        if (f->vlan_id && n > 0 && (gsize)n < sizeof(st->tuple[d]))
+            n += g_snprintf(st->tuple[d] + n, sizeof(st->tuple[d]) - (gsize)n, ",\"vlan\":%u",
+                            f->vlan_id);
+        st->tuple_len[d] = MIN((gsize)n, sizeof(st->tuple[d]) - 1);
+    }
+    s->strings = st;
+    return st;
+}
+
+static void
+add_tuple(OtsSession *s, OtsEvent *e, OtsDirection dir)
+{
+    SessionStrings *st = session_strings(s);
+    ots_event_add_raw(e, st->tuple[dir], st->tuple_len[dir]);
+}
+
+/**
+ * ots_session_begin_transaction:
+ * @s: the session of the current callback
+ * @info: what the transaction was
+ *
+ * Returns: (transfer none): the open event; add the protocol object, then commit.
+ */
+OtsEvent *
+ots_session_begin_transaction(OtsSession *s, const OtsTransactionInfo *info)
+{
+    g_return_val_if_fail(s && s->entry && info, NULL);
+    gint64 ts = info->request_ts ? info->request_ts : info->response_ts ? info->response_ts : s->now;
+    OtsEvent *e = ots_event_writer_begin(s->ctx->writer, OTS_EVENT_TRANSACTION, ts);
+    add_tuple(s, e, info->request_dir);
+    ots_event_add_string(e, "proto", info->proto ? info->proto : s->entry->info->name);
+    ots_event_add_uint(e, "function", info->function);
+    if (info->function_name)
+        ots_event_add_string(e, "function_name", info->function_name);
+    ots_event_add_string(e, "op_class", ots_op_class_to_string(info->op_class));
+    ots_event_add_string(e, "status", ots_tx_status_to_string(info->status));
+    if (info->request_ts && info->response_ts)
+        ots_event_add_int(e, "latency_us", info->response_ts - info->request_ts);
+    return e;
+}
+
+static const char *const role_names[] = {"unknown", "controller", "client", "io", "gateway"};
+
+OtsEvent *
+ots_session_begin_asset(OtsSession *s, OtsDirection dir, OtsAssetRole role)
+{
+    g_return_val_if_fail(s && s->entry, NULL);
+    SessionStrings *st = session_strings(s);
+    OtsFlow *f = s->flow;
+    int side = dir == OTS_DIR_TO_SERVER ? 0 : 1; /* the sender */
+    OtsEvent *e = ots_event_writer_begin(s->ctx->writer, OTS_EVENT_ASSET, s->now);
+    ots_event_add_string(e, "ip", st->ip[side]);
+    if (side == 1)
+        ots_event_add_uint(e, "port", f->port[1]);
+    ots_event_add_string(e, "transport", f->l4_proto == OTS_L4_TCP ? "tcp" : "udp");
+    if (f->vlan_id)
+        ots_event_add_uint(e, "vlan", f->vlan_id);
+    ots_event_add_string(e, "proto", s->entry->info->name);
+    ots_event_add_string(e, "role", (guint)role < G_N_ELEMENTS(role_names) ? role_names[role]
+                                                                           : "unknown");
+    return e;
+}
+
+OtsEvent *
+ots_session_begin_anomaly(OtsSession *s, OtsDirection dir, const char *code, const char *message)
+{
+    g_return_val_if_fail(s && code, NULL);
+    const char *proto = s->entry ? s->entry->info->name : "core";
+    ots_event_writer_count_anomaly(s->ctx->writer, proto, code);
+    OtsEvent *e = ots_event_writer_begin(s->ctx->writer, OTS_EVENT_ALERT, s->now);
+    ots_event_add_string(e, "category", "protocol_anomaly");
+    ots_event_add_string(e, "severity", "low");
+    add_tuple(s, e, dir);
+    ots_event_add_string(e, "proto", proto);
+    ots_event_add_string(e, "code", code);
+    if (message)
+        ots_event_add_string(e, "message", message);
+    return e;
+}
+
+void
+ots_session_anomaly(OtsSession *s, OtsDirection dir, const char *code, const char *message)
+{
+    OtsEvent *e = ots_session_begin_anomaly(s, dir, code, message);
+    if (e)
+        ots_event_commit(e);
+}
+
+/* Parsing */
+
+static void
+call_gap(OtsSession *s, OtsDirection dir, guint32 len)
+{
+    s->pending[dir].len = 0;
+    s->gaps++;
+    if (s->entry && s->entry->info->gap)
+        s->entry->info->gap(s, s->state, dir, len);
+}
+
+static void
+try_probes(OtsSession *s, OtsDirection dir, const guint8 *data, gsize len)
+{
+    const OtsDissectRegistry *reg = s->ctx->registry;
+    gboolean need_more = FALSE;
+    for (guint i = 0; i < ots_dissect_registry_size(reg); i++) {
+        const OtsDissectorEntry *e = ots_dissect_registry_get(reg, i);
+        if (!e->enabled || !e->heuristic)
+            continue;
+        OtsReader r = OTS_READER_INIT(data, len);
+        OtsProbeResult pr = e->info->probe(&r, dir, (OtsL4Proto)s->flow->l4_proto);
+        if (pr == OTS_PROBE_YES) {
+            ots_session_bind(s, e);
+            s->ctx->stats.flows_heuristic++;
+            return;
+        }
+        if (pr == OTS_PROBE_NEED_MORE)
+            need_more = TRUE;
+    }
+    if (!need_more || ++s->probe_tries >= MAX_PROBE_TRIES)
+        s->undecided = FALSE;
+}
+
+static OtsParseResult
+run_parse(OtsSession *s, OtsDirection dir, OtsReader *r)
+{
+    s->ctx->stats.pdu_calls++;
+    OtsParseResult res = s->entry->info->parse(s, s->state, dir, r);
+    if (res == OTS_PARSE_MALFORMED)
+        s->ctx->stats.malformed++;
+    return res;
+}
+
+static void
+keep_pending(OtsSession *s, OtsDirection dir, const guint8 *rest, gsize n)
+{
+    OtsBuf *p = &s->pending[dir];
+    if (n > s->ctx->max_pdu) {
+        /* An incomplete PDU larger than allowed: drop it and resynchronise. */
+        s->ctx->stats.pending_overflow++;
+        ots_session_anomaly(s, dir, "pdu_too_large",
+                            "incomplete PDU exceeds flows.max_pdu_bytes; bytes skipped");
+        call_gap(s, dir, (guint32)MIN(n, G_MAXUINT32));
+        return;
+    }
+    if (p->len && rest >= p->data && rest < p->data + p->len) {
+        ots_buf_consume(p, (gsize)(rest - p->data));
+    } else {
+        p->len = 0;
+        ots_buf_append(p, rest, n);
+    }
+}
+
+OtsParseResult
+ots_session_stream_data(OtsSession *s, OtsDirection dir, const guint8 *data, gsize len)
+{
+    if (!s->entry) {
+        if (!s->undecided)
+            return OTS_PARSE_UNSUPPORTED;
+        try_probes(s, dir, data, len);
+        if (!s->entry)
+            return OTS_PARSE_UNSUPPORTED;
+    }
+    OtsBuf *p = &s->pending[dir];
+    const guint8 *buf = data;
+    gsize buf_len = len;
+    if (p->len) {
+        /* pending holds at most max_pdu bytes (keep_pending bounds it) */
+        ots_buf_append(p, data, len);
+        buf = p->data;
+        buf_len = p->len;
+    }
+    OtsReader r = OTS_READER_INIT(buf, buf_len);
+    OtsParseResult res = run_parse(s, dir, &r);
+    gsize rest = buf_len - MIN(r.pos, buf_len);
+    switch (res) {
+    case OTS_PARSE_NEED_MORE:
+        if (rest)
+            keep_pending(s, dir, buf + (buf_len - rest), rest);
+        else
+            p->len = 0;
+        break;
+    case OTS_PARSE_MALFORMED:
+        /* The dissector raised its anomaly; drop what is buffered and let it
+         * resynchronise on what comes next. */
+        call_gap(s, dir, 0);
+        break;
+    default:
+        p->len = 0;
+        break;
+    }
+    return res;
+}
+
+void
+ots_session_stream_gap(OtsSession *s, OtsDirection dir, guint32 len)
+{
+    if (s->entry)
+        call_gap(s, dir, len);
+}
+
+OtsParseResult
+ots_session_datagram(OtsSession *s, OtsDirection dir, const guint8 *data, gsize len)
+{
+    if (!s->entry) {
+        if (!s->undecided)
+            return OTS_PARSE_UNSUPPORTED;
+        try_probes(s, dir, data, len);
+        if (!s->entry)
+            return OTS_PARSE_UNSUPPORTED;
+    }
+    OtsReader r = OTS_READER_INIT(data, len);
+    return run_parse(s, dir, &r);
+}
+
+void
+ots_session_finish(OtsSession *s)
+{
+    if (!s->state_live)
+        return;
+    s->state_live = FALSE;
+    if (s->entry->info->flow_end)
+        s->entry->info->flow_end(s, s->state);
+    if (s->entry->info->state_free && s->state)
+        s->entry->info->state_free(s->state);
+    s->state = NULL;
+}
+
+void
+ots_session_free(OtsSession *s)
+{
+    if (!s)
+        return;
+    ots_session_finish(s);
+    ots_buf_clear(&s->pending[0]);
+    ots_buf_clear(&s->pending[1]);
+    g_free(s->strings);
+    g_free(s);
+}
+
+/* Pipeline glue */
+
+typedef struct {
+    OtsSession *s;
+    OtsDirection dir;
+} SinkCtx;
+
+static void
+sink_data(gpointer user, const guint8 *data, gsize len)
+{
+    SinkCtx *c = user;
+    ots_session_stream_data(c->s, c->dir, data, len);
+}
+
+static void
+sink_gap(gpointer user, guint32 len)
+{
+    SinkCtx *c = user;
+    ots_session_stream_gap(c->s, c->dir, len);
+}
+
+static const OtsTcpSink tcp_sink = {.data = sink_data, .gap = sink_gap};
+
+static OtsSession *
+session_for_flow(OtsDissectContext *ctx, OtsFlow *flow)
+{
+    OtsSession *s = ots_session_new(ctx, flow);
+    const OtsDissectorEntry *e = ots_dissect_registry_port(ctx->registry, flow->l4_proto,
+                                                           flow->port[1]);
+    if (!e)
+        e = ots_dissect_registry_port(ctx->registry, flow->l4_proto, flow->port[0]);
+    if (e) {
+        ots_session_bind(s, e);
+        return s;
+    }
+    for (guint i = 0; i < ots_dissect_registry_size(ctx->registry); i++) {
+        const OtsDissectorEntry *h = ots_dissect_registry_get(ctx->registry, i);
+        if (h->enabled && h->heuristic) {
+            s->undecided = TRUE;
+            break;
+        }
+    }
+    return s;
+}
+
+gboolean
+ots_dissect_is_server_port(guint8 l4, guint16 port, gpointer user)
+{
+    OtsDissectContext *ctx = user;
+    return ots_dissect_registry_port(ctx->registry, l4, port) != NULL;
+}
+
+void
+ots_dissect_packet(OtsDissectContext *ctx, OtsFlow *flow, OtsDirection dir, const OtsPacket *pkt,
+                   guint32 max_ooo)
+{
+    OtsSession *s = flow->app;
+    if (G_UNLIKELY(!s))
+        s = flow->app = session_for_flow(ctx, flow);
+    s->now = pkt->ts;
+    if (!s->entry && !s->undecided)
+        return; /* nothing will look at the bytes: skip reassembly */
+
+    if (flow->l4_proto == OTS_L4_TCP) {
+        SinkCtx c = {s, dir};
+        ots_tcp_stream_add(&flow->stream[dir], pkt->tcp_seq, pkt->tcp_flags, pkt->payload,
+                           pkt->payload_len, max_ooo, &tcp_sink, &c, &ctx->tcp);
+    } else if (pkt->payload_len) {
+        ots_session_datagram(s, dir, pkt->payload, pkt->payload_len);
+    }
+
+    if (s->entry && s->entry->info->tick && pkt->ts - s->last_tick >= G_USEC_PER_SEC) {
+        s->last_tick = pkt->ts;
+        s->entry->info->tick(s, s->state, pkt->ts);
+    }
+}
+
+static void
+emit_flow_event(OtsDissectContext *ctx, OtsSession *s, OtsFlow *f, OtsFlowEndReason reason)
+{
+    OtsEvent *e = ots_event_writer_begin(ctx->writer, OTS_EVENT_FLOW, f->last_ts);
+    add_tuple(s, e, OTS_DIR_TO_SERVER);
+    if (s->entry)
+        ots_event_add_string(e, "proto", s->entry->info->name);
+    else
+        ots_event_add_null(e, "proto");
+    OtsBuf *b = ots_event_key(e, "start");
+    ots_json_time(b, f->first_ts, &ctx->writer->time_cache);
+    ots_event_add_int(e, "duration_us", f->last_ts - f->first_ts);
+    ots_event_add_uint(e, "packets_to_server", f->packets[0]);
+    ots_event_add_uint(e, "packets_to_client", f->packets[1]);
+    ots_event_add_uint(e, "bytes_to_server", f->bytes[0]);
+    ots_event_add_uint(e, "bytes_to_client", f->bytes[1]);
+    ots_event_add_string(e, "end_reason", ots_flow_end_reason_to_string(reason));
+    if (f->l4_proto == OTS_L4_TCP)
+        ots_event_add_uint(e, "gaps", s->gaps);
+    ots_event_commit(e);
+}
+
+void
+ots_dissect_flow_end(OtsFlow *flow, OtsFlowEndReason reason, gpointer user)
+{
+    OtsDissectContext *ctx = user;
+    OtsSession *s = flow->app;
+    if (!s)
+        s = flow->app = ots_session_new(ctx, flow);
+    s->now = flow->last_ts;
+    if (s->entry && flow->l4_proto == OTS_L4_TCP) {
+        for (int d = 0; d < 2; d++) {
+            SinkCtx c = {s, (OtsDirection)d};
+            ots_tcp_stream_flush(&flow->stream[d], &tcp_sink, &c, &ctx->tcp);
+        }
+    }
+    ots_session_finish(s);
+    if (ctx->flow_events)
+        emit_flow_event(ctx, s, flow, reason);
+    ots_session_free(s);
+    flow->app = NULL;
+}

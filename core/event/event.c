@@ -1,1 +1,365 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include "core/event/event-writer.h"
+
+static const char *const event_type_names[OTS_EVENT_N_TYPES] = {
+    [OTS_EVENT_TRANSACTION] = "transaction", [OTS_EVENT_ASSET] = "asset",
+    [OTS_EVENT_ALERT] = "alert",             [OTS_EVENT_FLOW] = "flow",
+    [OTS_EVENT_SENSOR] = "sensor",
+};
+
+static const char *const op_class_names[OTS_OP_N_CLASSES] = {
+    [OTS_OP_OTHER] = "other",
+    [OTS_OP_READ] = "read",
+    [OTS_OP_WRITE] = "write",
+    [OTS_OP_CONTROL] = "control",
+    [OTS_OP_PROGRAM_UPLOAD] = "program_upload",
+    [OTS_OP_PROGRAM_DOWNLOAD] = "program_download",
+    [OTS_OP_RUN_STATE] = "run_state",
+    [OTS_OP_FIRMWARE] = "firmware",
+    [OTS_OP_RESTART] = "restart",
+    [OTS_OP_TIME_SET] = "time_set",
+    [OTS_OP_DIAGNOSTICS] = "diagnostics",
+    [OTS_OP_DISCOVERY] = "discovery",
+    [OTS_OP_FILE_TRANSFER] = "file_transfer",
+    [OTS_OP_COMM_CONTROL] = "communication_control",
+    [OTS_OP_INTERROGATION] = "interrogation",
+    [OTS_OP_SESSION] = "session",
+    [OTS_OP_MONITOR] = "monitor",
+    [OTS_OP_CONFIG] = "config",
+};
+
+static const char *const tx_status_names[OTS_TX_N_STATUS] = {
+    [OTS_TX_OK] = "ok",
+    [OTS_TX_EXCEPTION] = "exception",
+    [OTS_TX_UNANSWERED] = "unanswered",
+    [OTS_TX_NO_REQUEST] = "no_request",
+    [OTS_TX_UNSOLICITED] = "unsolicited",
+    [OTS_TX_NO_RESPONSE] = "no_response",
+};
+
+const char *
+ots_event_type_to_string(OtsEventType t)
+{
+    return (guint)t < OTS_EVENT_N_TYPES ? event_type_names[t] : "unknown";
+}
+
+/**
+ * ots_op_class_to_string:
+ * @c: an operation class
+ *
+ * Returns: (transfer none): the class's name as serialised in `op_class`.
+ */
+const char *
+ots_op_class_to_string(OtsOpClass c)
+{
+    return (guint)c < OTS_OP_N_CLASSES ? op_class_names[c] : "other";
+}
+
+/**
+ * ots_tx_status_to_string:
+ * @s: a transaction status
+ *
+ * Returns: (transfer none): the status's name as serialised in `status`.
+ */
+const char *
+ots_tx_status_to_string(OtsTxStatus s)
+{
+    return (guint)s < OTS_TX_N_STATUS ? tx_status_names[s] : "ok";
+}
+
+OtsEventBatch *
+ots_event_batch_new(gsize cap)
+{
+    OtsEventBatch *b = g_new0(OtsEventBatch, 1);
+    ots_buf_init(&b->buf, cap);
+    b->created = g_get_monotonic_time();
+    return b;
+}
+
+void
+ots_event_batch_free(OtsEventBatch *b)
+{
+    if (!b)
+        return;
+    ots_buf_clear(&b->buf);
+    g_free(b);
+}
+
+#define RECORD_ALIGN(n) (((n) + 7) & ~(gsize)7)
+
+gboolean
+ots_event_batch_next(const OtsEventBatch *b, gsize *offset, const OtsEventRecord **rec,
+                     const char **body)
+{
+    if (*offset + sizeof(OtsEventRecord) > b->buf.len)
+        return FALSE;
+    const OtsEventRecord *r = (const OtsEventRecord *)(b->buf.data + *offset);
+    *rec = r;
+    *body = (const char *)(r + 1);
+    *offset += RECORD_ALIGN(sizeof(OtsEventRecord) + r->len);
+    return TRUE;
+}
+
+void
+ots_event_writer_init(OtsEventWriter *w, gsize batch_limit, OtsBatchReadyFunc ready, gpointer user)
+{
+    memset(w, 0, sizeof(*w));
+    w->batch_limit = batch_limit;
+    w->ready = ready;
+    w->ready_user = user;
+    w->ev.writer = w;
+    w->anomaly_counts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+}
+
+void
+ots_event_writer_clear(OtsEventWriter *w)
+{
+    ots_event_batch_free(w->batch);
+    w->batch = NULL;
+    g_clear_pointer(&w->anomaly_counts, g_hash_table_unref);
+}
+
+void
+ots_event_writer_flush(OtsEventWriter *w)
+{
+    if (w->ev.open) {
+        /* Never hand over half an event. */
+        w->batch->buf.len = w->ev.record_start;
+        w->ev.open = FALSE;
+    }
+    if (w->batch && w->batch->n_events > 0) {
+        OtsEventBatch *b = g_steal_pointer(&w->batch);
+        w->ready(b, w->ready_user);
+    }
+}
+
+OtsEvent *
+ots_event_writer_begin(OtsEventWriter *w, OtsEventType type, gint64 ts)
+{
+    OtsEvent *e = &w->ev;
+    if (!w->batch)
+        w->batch = ots_event_batch_new(w->batch_limit + 4096);
+    OtsBuf *b = &w->batch->buf;
+    if (e->open)
+        b->len = e->record_start; /* discard the unfinished one */
+    e->record_start = b->len;
+    OtsEventRecord rec = {.ts = ts, .len = 0, .type = type};
+    ots_buf_append(b, &rec, sizeof(rec));
+    ots_buf_append_lit(b, "\"type\":\"");
+    ots_buf_append_str(b, event_type_names[type]);
+    ots_buf_putc(b, '"');
+    e->open = TRUE;
+    e->depth = 0;
+    e->first[0] = FALSE;
+    e->is_array[0] = FALSE;
+    return e;
+}
+
+/* Writes the separator and key for the next member; returns the buffer. */
+static inline OtsBuf *
+member(OtsEvent *e, const char *key)
+{
+    OtsBuf *b = &e->writer->batch->buf;
+    if (!e->first[e->depth])
+        ots_buf_putc(b, ',');
+    e->first[e->depth] = FALSE;
+    if (key && !e->is_array[e->depth])
+        ots_json_key(b, key);
+    return b;
+}
+
+OtsBuf *
+ots_event_key(OtsEvent *e, const char *key)
+{
+    return member(e, key);
+}
+
+void
+ots_event_add_raw(OtsEvent *e, const char *json, gsize len)
+{
+    g_return_if_fail(e && e->open);
+    OtsBuf *b = &e->writer->batch->buf;
+    if (!e->first[e->depth])
+        ots_buf_putc(b, ',');
+    e->first[e->depth] = FALSE;
+    ots_buf_append(b, json, len);
+}
+
+/**
+ * ots_event_add_uint:
+ * @e: an open event
+ * @key: (nullable): member name; NULL inside an array
+ * @value: the value
+ */
+void
+ots_event_add_uint(OtsEvent *e, const char *key, guint64 value)
+{
+    g_return_if_fail(e && e->open);
+    ots_json_u64(member(e, key), value);
+}
+
+void
+ots_event_add_int(OtsEvent *e, const char *key, gint64 value)
+{
+    g_return_if_fail(e && e->open);
+    ots_json_i64(member(e, key), value);
+}
+
+void
+ots_event_add_bool(OtsEvent *e, const char *key, gboolean value)
+{
+    g_return_if_fail(e && e->open);
+    OtsBuf *b = member(e, key);
+    if (value)
+        ots_buf_append_lit(b, "true");
+    else
+        ots_buf_append_lit(b, "false");
+}
+
+void
+ots_event_add_double(OtsEvent *e, const char *key, double value)
+{
+    g_return_if_fail(e && e->open);
+    ots_json_double(member(e, key), value);
+}
+
+void
+ots_event_add_string(OtsEvent *e, const char *key, const char *value)
+{
+    g_return_if_fail(e && e->open);
+    if (!value) {
+        ots_buf_append_lit(member(e, key), "null");
+        return;
+    }
+    ots_json_string(member(e, key), value, strlen(value), FALSE);
+}
+
+void
+ots_event_add_string_len(OtsEvent *e, const char *key, const guint8 *value, gsize len)
+{
+    g_return_if_fail(e && e->open);
+    g_return_if_fail(value || len == 0);
+    ots_json_string(member(e, key), (const char *)value, len, TRUE);
+}
+
+void
+ots_event_add_hex(OtsEvent *e, const char *key, const guint8 *value, gsize len)
+{
+    g_return_if_fail(e && e->open);
+    g_return_if_fail(value || len == 0);
+    ots_json_hex(member(e, key), value, len);
+}
+
+void
+ots_event_add_null(OtsEvent *e, const char *key)
+{
+    g_return_if_fail(e && e->open);
+    ots_buf_append_lit(member(e, key), "null");
+}
+
+static void
+open_container(OtsEvent *e, const char *key, char c, gboolean array)
+{
+    g_return_if_fail(e && e->open);
+    if (e->depth >= OTS_EVENT_MAX_DEPTH) {
+        /* Too deep: a plugin bug. Keep the JSON valid by refusing to nest;
+         * the members land in the current container. */
+        g_critical("event nesting deeper than %d", OTS_EVENT_MAX_DEPTH);
+        return;
+    }
+    ots_buf_putc(member(e, key), c);
+    e->depth++;
+    e->first[e->depth] = TRUE;
+    e->is_array[e->depth] = array;
+}
+
+static void
+close_container(OtsEvent *e, char c, gboolean array)
+{
+    g_return_if_fail(e && e->open);
+    if (e->depth == 0 || e->is_array[e->depth] != array) {
+        g_critical("unbalanced event %s close", array ? "array" : "object");
+        return;
+    }
+    ots_buf_putc(&e->writer->batch->buf, c);
+    e->depth--;
+}
+
+void
+ots_event_begin_object(OtsEvent *e, const char *key)
+{
+    open_container(e, key, '{', FALSE);
+}
+
+void
+ots_event_end_object(OtsEvent *e)
+{
+    close_container(e, '}', FALSE);
+}
+
+void
+ots_event_begin_array(OtsEvent *e, const char *key)
+{
+    open_container(e, key, '[', TRUE);
+}
+
+void
+ots_event_end_array(OtsEvent *e)
+{
+    close_container(e, ']', TRUE);
+}
+
+void
+ots_event_commit(OtsEvent *e)
+{
+    g_return_if_fail(e && e->open);
+    OtsEventWriter *w = e->writer;
+    OtsBuf *b = &w->batch->buf;
+    while (e->depth > 0) {
+        ots_buf_putc(b, e->is_array[e->depth] ? ']' : '}');
+        e->depth--;
+    }
+    ots_buf_putc(b, '}');
+    OtsEventRecord *rec = (OtsEventRecord *)(b->data + e->record_start);
+    rec->len = (guint32)(b->len - e->record_start - sizeof(OtsEventRecord));
+    w->counts[rec->type]++;
+    /* Keep records 8-byte aligned. */
+    gsize pad = RECORD_ALIGN(b->len) - b->len;
+    if (pad) {
+        static const guint8 zeros[8];
+        ots_buf_append(b, zeros, pad);
+    }
+    e->open = FALSE;
+    w->batch->n_events++;
+    if (b->len >= w->batch_limit)
+        ots_event_writer_flush(w);
+}
+
+void
+ots_event_writer_count_anomaly(OtsEventWriter *w, const char *proto, const char *code)
+{
+    char key[128];
+    g_snprintf(key, sizeof(key), "%s.%s", proto, code);
+    guint64 *n = g_hash_table_lookup(w->anomaly_counts, key);
+    if (!n) {
+        n = g_new0(guint64, 1);
+        g_hash_table_insert(w->anomaly_counts, g_strdup(key), n);
+    }
+    (*n)++;
+    w->anomalies++;
+}
+
+void
+ots_event_format_line(OtsBuf *out, const OtsEventRecord *rec, const char *body,
+                      const char *sensor_id_json, guint64 seq, OtsTimeCache *tc)
+{
+    ots_buf_append_lit(out, "{\"ts\":");
+    ots_json_time(out, rec->ts, tc);
+    ots_buf_append_lit(out, ",\"sensor_id\":");
+    ots_buf_append_str(out, sensor_id_json);
+    ots_buf_append_lit(out, ",\"seq\":");
+    ots_json_u64(out, seq);
+    ots_buf_putc(out, ',');
+    ots_buf_append(out, body, rec->len);
+    ots_buf_putc(out, '\n');
+}

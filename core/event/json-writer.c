@@ -1,1 +1,234 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include "core/event/json-writer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <time.h>
+
+void
+ots_buf_init(OtsBuf *b, gsize cap)
+{
+    b->data = cap ? g_malloc(cap) : NULL;
+    b->len = 0;
+    b->cap = cap;
+}
+
+void
+ots_buf_clear(OtsBuf *b)
+{
+    g_free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+void
+ots_buf_grow(OtsBuf *b, gsize need)
+{
+    gsize cap = b->cap ? b->cap : 256;
+    while (cap - b->len < need)
+        cap *= 2;
+    b->data = g_realloc(b->data, cap);
+    b->cap = cap;
+}
+
+void
+ots_buf_consume(OtsBuf *b, gsize n)
+{
+    if (n >= b->len) {
+        b->len = 0;
+        return;
+    }
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+}
+
+void
+ots_json_u64(OtsBuf *b, guint64 v)
+{
+    char tmp[24];
+    int i = sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    ots_buf_append(b, tmp + i, sizeof(tmp) - i);
+}
+
+void
+ots_json_i64(OtsBuf *b, gint64 v)
+{
+    if (v < 0) {
+        ots_buf_putc(b, '-');
+        /* -(v+1)+1 avoids overflow on G_MININT64 */
+        ots_json_u64(b, (guint64)(-(v + 1)) + 1);
+    } else {
+        ots_json_u64(b, (guint64)v);
+    }
+}
+
+void
+ots_json_double(OtsBuf *b, double v)
+{
+    if (!isfinite(v)) {
+        /* JSON has no NaN/Infinity. */
+        ots_buf_append_lit(b, "null");
+        return;
+    }
+    char tmp[40];
+    int n = g_snprintf(tmp, sizeof(tmp), "%.17g", v);
+    /* "%.17g" is locale independent only in the C locale: fix a comma. */
+    for (int i = 0; i < n; i++)
+        if (tmp[i] == ',')
+            tmp[i] = '.';
+    ots_buf_append(b, tmp, (gsize)n);
+}
+
+static const char hexdigits[] = "0123456789abcdef";
+
+/* Length of the valid UTF-8 sequence at @p (at most @left bytes), 0 if invalid. */
+static gsize
+utf8_seq_len(const guint8 *p, gsize left)
+{
+    guint8 c = p[0];
+    gsize n;
+    guint32 cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (left < n)
+        return 0;
+    for (gsize i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    /* Overlong forms, surrogates and values past U+10FFFF are invalid. */
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+void
+ots_json_string(OtsBuf *b, const char *s, gsize len, gboolean stop_at_nul)
+{
+    const guint8 *p = (const guint8 *)s;
+    /* Worst case 6 output bytes per input byte, plus quotes. */
+    ots_buf_reserve(b, len * 6 + 2);
+    guint8 *o = b->data + b->len;
+    *o++ = '"';
+    gsize i = 0;
+    while (i < len) {
+        guint8 c = p[i];
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            *o++ = c;
+            i++;
+            continue;
+        }
+        if (c == 0 && stop_at_nul)
+            break;
+        if (c < 0x80) {
+            *o++ = '\\';
+            switch (c) {
+            case '"': *o++ = '"'; break;
+            case '\\': *o++ = '\\'; break;
+            case '\n': *o++ = 'n'; break;
+            case '\r': *o++ = 'r'; break;
+            case '\t': *o++ = 't'; break;
+            case '\b': *o++ = 'b'; break;
+            case '\f': *o++ = 'f'; break;
+            default:
+                *o++ = 'u';
+                *o++ = '0';
+                *o++ = '0';
+                *o++ = hexdigits[c >> 4];
+                *o++ = hexdigits[c & 0xf];
+            }
+            i++;
+            continue;
+        }
+        gsize n = utf8_seq_len(p + i, len - i);
+        if (n) {
+            memcpy(o, p + i, n);
+            o += n;
+            i += n;
+        } else {
+            /* Not UTF-8: the byte as a Latin-1 code point. */
+            *o++ = '\\';
+            *o++ = 'u';
+            *o++ = '0';
+            *o++ = '0';
+            *o++ = hexdigits[c >> 4];
+            *o++ = hexdigits[c & 0xf];
+            i++;
+        }
+    }
+    *o++ = '"';
+    b->len = (gsize)(o - b->data);
+}
+
+void
+ots_json_key(OtsBuf *b, const char *key)
+{
+    ots_json_string(b, key, strlen(key), FALSE);
+    ots_buf_putc(b, ':');
+}
+
+void
+ots_json_hex(OtsBuf *b, const guint8 *p, gsize len)
+{
+    ots_buf_reserve(b, len * 2 + 2);
+    guint8 *o = b->data + b->len;
+    *o++ = '"';
+    for (gsize i = 0; i < len; i++) {
+        *o++ = hexdigits[p[i] >> 4];
+        *o++ = hexdigits[p[i] & 0xf];
+    }
+    *o++ = '"';
+    b->len = (gsize)(o - b->data);
+}
+
+void
+ots_json_time(OtsBuf *b, gint64 ts_us, OtsTimeCache *cache)
+{
+    gint64 sec = ts_us / G_USEC_PER_SEC;
+    gint64 usec = ts_us % G_USEC_PER_SEC;
+    if (usec < 0) {
+        usec += G_USEC_PER_SEC;
+        sec--;
+    }
+    if (sec != cache->sec || cache->prefix[0] == 0) {
+        time_t t = (time_t)sec;
+        struct tm tm;
+        if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 > 9999 || tm.tm_year + 1900 < 0)
+            memset(&tm, 0, sizeof(tm)), tm.tm_year = 70, tm.tm_mday = 1;
+        g_snprintf(cache->prefix, sizeof(cache->prefix), "%04d-%02d-%02dT%02d:%02d:%02d.",
+                   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                   tm.tm_sec);
+        cache->sec = sec;
+    }
+    ots_buf_reserve(b, 32);
+    guint8 *o = b->data + b->len;
+    *o++ = '"';
+    memcpy(o, cache->prefix, 20);
+    o += 20;
+    for (int i = 5; i >= 0; i--) {
+        o[i] = (guint8)('0' + usec % 10);
+        usec /= 10;
+    }
+    o += 6;
+    *o++ = 'Z';
+    *o++ = '"';
+    b->len = (gsize)(o - b->data);
+}

@@ -57,7 +57,7 @@ struct _OtsFlow {
  * Without a hint the lower port is taken as the server. */
 typedef gboolean (*OtsServerPortFunc)(guint8 l4_proto, guint16 port, gpointer user);
 
-typedef void (*OtsFlowEndFunc)(OtsFlow *flow, OtsFlowEndReason reason, gpointer user);
+typedef void (*OtsFlowTableEndFunc)(OtsFlow *flow, OtsFlowEndReason reason, gpointer user);
 
 typedef struct {
     guint max_flows;           /* >= 1 */
@@ -65,7 +65,7 @@ typedef struct {
     gint64 udp_idle_timeout;   /* µs */
     gint64 tcp_closed_linger;  /* µs a closed TCP flow is kept for late packets (0: end at once) */
     OtsServerPortFunc server_port;
-    OtsFlowEndFunc on_end;
+    OtsFlowTableEndFunc on_end;
     gpointer user;
 } OtsFlowConfig;
 

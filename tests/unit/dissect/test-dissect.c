@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The session layer, through the harness, with a toy protocol:
+ * [u32 length][u8 kind][payload]; kind 0xff is "not this protocol". */
+#include "core/dissect/harness.h"
+
+#include <CUnit/CUnit.h>
+#include <string.h>
+
+typedef struct {
+    guint gaps[2];
+    guint pdus[2];
+    gboolean ended;
+} Toy;
+
+static guint toy_freed; /* test-only global: counts state_free calls */
+
+static gpointer
+toy_new(OtsSession *s)
+{
+    return g_new0(Toy, 1);
+}
+
+static void
+toy_free(gpointer st)
+{
+    toy_freed++;
+    g_free(st);
+}
+
+static OtsParseResult
+toy_parse(OtsSession *s, gpointer state, OtsDirection dir, OtsReader *r)
+{
+    Toy *t = state;
+    while (ots_reader_remaining(r) > 0) {
+        gsize start = ots_reader_get_pos(r);
+        guint32 len;
+        guint8 kind;
+        if (!ots_reader_get_u32_be(r, &len) || !ots_reader_get_u8(r, &kind)) {
+            ots_reader_set_pos(r, start);
+            return OTS_PARSE_NEED_MORE;
+        }
+        if (kind == 0xff) {
+            ots_session_anomaly(s, dir, "bad_kind", "kind 0xff");
+            return OTS_PARSE_MALFORMED;
+        }
+        if (!ots_reader_skip(r, len)) {
+            ots_reader_set_pos(r, start);
+            return OTS_PARSE_NEED_MORE;
+        }
+        t->pdus[dir]++;
+        OtsTransactionInfo tx = {
+            .request_dir = dir, .function = kind, .function_name = "toy",
+            .op_class = OTS_OP_READ, .status = OTS_TX_OK,
+            .request_ts = ots_session_get_time(s) - 1500, .response_ts = ots_session_get_time(s),
+        };
+        OtsEvent *e = ots_session_begin_transaction(s, &tx);
+        ots_event_begin_object(e, "toy");
+        ots_event_add_uint(e, "len", len);
+        ots_event_end_object(e);
+        ots_event_commit(e);
+        if (kind == 0x42) {
+            e = ots_session_begin_asset(s, OTS_DIR_TO_CLIENT, OTS_ROLE_CONTROLLER);
+            ots_event_add_string(e, "vendor", "Acme");
+            ots_event_commit(e);
+        }
+    }
+    return OTS_PARSE_OK;
+}
+
+static void
+toy_gap(OtsSession *s, gpointer state, OtsDirection dir, guint32 len)
+{
+    ((Toy *)state)->gaps[dir]++;
+}
+
+static void
+toy_end(OtsSession *s, gpointer state)
+{
+    ((Toy *)state)->ended = TRUE;
+}
+
+static const OtsDissectorInfo toy_info = {
+    .abi_major = OTS_ABI_MAJOR, .abi_minor = OTS_ABI_MINOR, .kind = OTS_PLUGIN_KIND_DISSECTOR,
+    .name = "toy", .version = "1", .tcp_ports = (const guint16[]){7777, 0},
+    .state_new = toy_new, .state_free = toy_free, .parse = toy_parse, .gap = toy_gap,
+    .flow_end = toy_end,
+};
+
+static GBytes *
+pdu(guint32 len, guint8 kind)
+{
+    GByteArray *a = g_byte_array_new();
+    guint8 hdr[5] = {len >> 24, len >> 16, len >> 8, len, kind};
+    g_byte_array_append(a, hdr, 5);
+    for (guint32 i = 0; i < len; i++) {
+        guint8 b = (guint8)i;
+        g_byte_array_append(a, &b, 1);
+    }
+    return g_byte_array_free_to_bytes(a);
+}
+
+static void
+test_split_and_multi(void)
+{
+    g_autoptr(OtsHarness) h = ots_harness_new(&toy_info, OTS_L4_TCP, 7777);
+    g_autoptr(GBytes) p1 = pdu(10, 1);
+    g_autoptr(GBytes) p2 = pdu(3, 2);
+    /* two PDUs in one feed */
+    GByteArray *both = g_byte_array_new();
+    g_byte_array_append(both, g_bytes_get_data(p1, NULL), g_bytes_get_size(p1));
+    g_byte_array_append(both, g_bytes_get_data(p2, NULL), g_bytes_get_size(p2));
+    CU_ASSERT_EQUAL(ots_harness_feed(h, OTS_DIR_TO_SERVER, both->data, both->len), OTS_PARSE_OK);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 2);
+    /* one PDU byte by byte */
+    gsize n;
+    const guint8 *d = g_bytes_get_data(p1, &n);
+    for (gsize i = 0; i < n; i++) {
+        OtsParseResult r = ots_harness_feed(h, OTS_DIR_TO_CLIENT, d + i, 1);
+        CU_ASSERT_EQUAL(r, i + 1 < n ? OTS_PARSE_NEED_MORE : OTS_PARSE_OK);
+    }
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 3);
+    g_byte_array_unref(both);
+    /* envelope: the requester is src; latency; proto */
+    gint i = ots_harness_find(h, "transaction", 2);
+    CU_ASSERT_TRUE(ots_harness_field_is(h, i, "src_ip", "\"127.0.0.2\""));
+    CU_ASSERT_TRUE(ots_harness_field_is(h, i, "src_port", "7777"));
+    CU_ASSERT_TRUE(ots_harness_field_is(h, i, "dst_port", "40000"));
+    CU_ASSERT_TRUE(ots_harness_field_is(h, i, "transport", "\"tcp\""));
+    CU_ASSERT_TRUE(ots_harness_field_is(h, i, "proto", "\"toy\""));
+    CU_ASSERT_TRUE(ots_harness_field_is(h, i, "latency_us", "1500"));
+    CU_ASSERT_TRUE(ots_harness_field_is(h, i, "op_class", "\"read\""));
+    CU_ASSERT_TRUE(ots_harness_field_is(h, i, "toy.len", "10"));
+    CU_ASSERT_EQUAL(ots_harness_invalid_events(h), 0);
+}
+
+static void
+test_malformed_and_gap(void)
+{
+    guint freed = toy_freed;
+    {
+        g_autoptr(OtsHarness) h = ots_harness_new(&toy_info, OTS_L4_TCP, 7777);
+        g_autoptr(GBytes) bad = pdu(0, 0xff);
+        g_autoptr(GBytes) part = pdu(100, 1);
+        /* an incomplete PDU pending, then a gap drops it */
+        CU_ASSERT_EQUAL(ots_harness_feed(h, OTS_DIR_TO_SERVER, g_bytes_get_data(part, NULL), 20),
+                        OTS_PARSE_NEED_MORE);
+        ots_harness_gap(h, OTS_DIR_TO_SERVER, 500);
+        g_autoptr(GBytes) ok = pdu(1, 3);
+        CU_ASSERT_EQUAL(ots_harness_feed(h, OTS_DIR_TO_SERVER, g_bytes_get_data(ok, NULL),
+                                         g_bytes_get_size(ok)),
+                        OTS_PARSE_OK);
+        CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 1);
+        /* MALFORMED: an anomaly event, counted, and a gap to resynchronise */
+        CU_ASSERT_EQUAL(ots_harness_feed(h, OTS_DIR_TO_SERVER, g_bytes_get_data(bad, NULL),
+                                         g_bytes_get_size(bad)),
+                        OTS_PARSE_MALFORMED);
+        gint a = ots_harness_find(h, "alert", 0);
+        CU_ASSERT_TRUE_FATAL(a >= 0);
+        CU_ASSERT_TRUE(ots_harness_field_is(h, a, "category", "\"protocol_anomaly\""));
+        CU_ASSERT_TRUE(ots_harness_field_is(h, a, "code", "\"bad_kind\""));
+        CU_ASSERT_TRUE(ots_harness_field_is(h, a, "proto", "\"toy\""));
+        ots_harness_end(h);
+    }
+    CU_ASSERT_EQUAL(toy_freed, freed + 1); /* state freed exactly once */
+}
+
+static void
+test_pdu_too_large(void)
+{
+    g_autoptr(OtsHarness) h = ots_harness_new(&toy_info, OTS_L4_TCP, 7777);
+    /* claims 1 MB: more than max_pdu (64 KiB in the harness) */
+    guint8 chunk[4096];
+    memset(chunk, 0, sizeof(chunk));
+    chunk[1] = 0x10; /* length 0x00100000 */
+    chunk[4] = 1;
+    for (int i = 0; i < 20; i++)
+        ots_harness_feed(h, OTS_DIR_TO_SERVER, chunk, sizeof(chunk));
+    CU_ASSERT(ots_harness_count(h, "alert") >= 1);
+    gint a = ots_harness_find(h, "alert", 0);
+    CU_ASSERT_TRUE(ots_harness_field_is(h, a, "code", "\"pdu_too_large\""));
+}
+
+static void
+test_asset(void)
+{
+    g_autoptr(OtsHarness) h = ots_harness_new(&toy_info, OTS_L4_TCP, 7777);
+    g_autoptr(GBytes) p = pdu(2, 0x42);
+    ots_harness_feed(h, OTS_DIR_TO_CLIENT, g_bytes_get_data(p, NULL), g_bytes_get_size(p));
+    gint i = ots_harness_find(h, "asset", 0);
+    CU_ASSERT_TRUE_FATAL(i >= 0);
+    CU_ASSERT_TRUE(ots_harness_field_is(h, i, "ip", "\"127.0.0.2\""));
+    CU_ASSERT_TRUE(ots_harness_field_is(h, i, "port", "7777"));
+    CU_ASSERT_TRUE(ots_harness_field_is(h, i, "role", "\"controller\""));
+    CU_ASSERT_TRUE(ots_harness_field_is(h, i, "vendor", "\"Acme\""));
+}
+
+static void
+test_udp(void)
+{
+    g_autoptr(OtsHarness) h = ots_harness_new(&toy_info, OTS_L4_UDP, 7777);
+    g_autoptr(GBytes) p = pdu(4, 1);
+    /* a datagram cut short is not kept for later */
+    CU_ASSERT_EQUAL(ots_harness_feed(h, OTS_DIR_TO_SERVER, g_bytes_get_data(p, NULL), 6),
+                    OTS_PARSE_NEED_MORE);
+    CU_ASSERT_EQUAL(ots_harness_feed(h, OTS_DIR_TO_SERVER, g_bytes_get_data(p, NULL),
+                                     g_bytes_get_size(p)),
+                    OTS_PARSE_OK);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 1);
+    gint i = ots_harness_find(h, "transaction", 0);
+    CU_ASSERT_TRUE(ots_harness_field_is(h, i, "transport", "\"udp\""));
+}
+
+static CU_TestInfo dissect_tests[] = {
+    {"PDUs split and batched", test_split_and_multi},
+    {"malformed, gap, state freed once", test_malformed_and_gap},
+    {"incomplete PDU over max_pdu", test_pdu_too_large},
+    {"asset event", test_asset},
+    {"udp datagrams", test_udp},
+    CU_TEST_INFO_NULL,
+};
+
+#define OTS_TEST_SUITES {"dissect", NULL, NULL, NULL, NULL, dissect_tests}
+#include "cunit-main.h"

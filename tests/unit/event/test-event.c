@@ -1,0 +1,233 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "core/event/event-writer.h"
+
+#include <CUnit/CUnit.h>
+#include <string.h>
+
+static char *
+str_of(const OtsBuf *b)
+{
+    return g_strndup((const char *)b->data, b->len);
+}
+
+static void
+check_string(const char *in, gsize len, const char *expect)
+{
+    OtsBuf b = {0};
+    ots_json_string(&b, in, len, FALSE);
+    g_autofree char *s = str_of(&b);
+    if (strcmp(s, expect) != 0)
+        g_printerr("escaped %s, expected %s\n", s, expect);
+    CU_ASSERT_STRING_EQUAL(s, expect);
+    CU_ASSERT(g_utf8_validate(s, -1, NULL));
+    ots_buf_clear(&b);
+}
+
+static void
+test_escaping(void)
+{
+    check_string("plain", 5, "\"plain\"");
+    check_string("a\"b\\c", 5, "\"a\\\"b\\\\c\"");
+    check_string("\n\r\t\b\f", 5, "\"\\n\\r\\t\\b\\f\"");
+    check_string("\x01\x1f\x7f", 3, "\"\\u0001\\u001f\x7f\"");
+    check_string("a\0b", 3, "\"a\\u0000b\"");
+    /* valid UTF-8 passes through */
+    check_string("gr\xc3\xbc\xc3\x9f \xe2\x82\xac \xf0\x9f\x98\x80", 15,
+                 "\"gr\xc3\xbc\xc3\x9f \xe2\x82\xac \xf0\x9f\x98\x80\"");
+    /* invalid bytes become Latin-1 code points */
+    check_string("M\xfcller", 6, "\"M\\u00fcller\"");
+    check_string("\xc0\xaf", 2, "\"\\u00c0\\u00af\"");         /* overlong */
+    check_string("\xed\xa0\x80", 3, "\"\\u00ed\\u00a0\\u0080\""); /* surrogate */
+    check_string("\xe2\x82", 2, "\"\\u00e2\\u0082\"");         /* cut short */
+    check_string("\xf4\x90\x80\x80", 4, "\"\\u00f4\\u0090\\u0080\\u0080\""); /* > U+10FFFF */
+}
+
+static void
+test_stop_at_nul(void)
+{
+    OtsBuf b = {0};
+    ots_json_string(&b, "abc\0def", 7, TRUE);
+    g_autofree char *s = str_of(&b);
+    CU_ASSERT_STRING_EQUAL(s, "\"abc\"");
+    ots_buf_clear(&b);
+}
+
+static void
+test_numbers(void)
+{
+    OtsBuf b = {0};
+    ots_json_u64(&b, 0);
+    ots_buf_putc(&b, ' ');
+    ots_json_u64(&b, G_MAXUINT64);
+    ots_buf_putc(&b, ' ');
+    ots_json_i64(&b, G_MININT64);
+    ots_buf_putc(&b, ' ');
+    ots_json_i64(&b, -42);
+    ots_buf_putc(&b, ' ');
+    ots_json_double(&b, 0.5);
+    ots_buf_putc(&b, ' ');
+    ots_json_double(&b, 1.0 / 0.0);
+    g_autofree char *s = str_of(&b);
+    CU_ASSERT_STRING_EQUAL(s, "0 18446744073709551615 -9223372036854775808 -42 0.5 null");
+    ots_buf_clear(&b);
+}
+
+static void
+test_time(void)
+{
+    OtsBuf b = {0};
+    OtsTimeCache tc = {0};
+    ots_json_time(&b, G_GINT64_CONSTANT(1700000000123456), &tc);
+    ots_buf_putc(&b, ' ');
+    ots_json_time(&b, G_GINT64_CONSTANT(1700000000000001), &tc); /* cached second */
+    ots_buf_putc(&b, ' ');
+    ots_json_time(&b, 0, &tc);
+    g_autofree char *s = str_of(&b);
+    CU_ASSERT_STRING_EQUAL(s, "\"2023-11-14T22:13:20.123456Z\" \"2023-11-14T22:13:20.000001Z\" "
+                              "\"1970-01-01T00:00:00.000000Z\"");
+    ots_buf_clear(&b);
+}
+
+static void
+test_hex(void)
+{
+    OtsBuf b = {0};
+    static const guint8 bytes[] = {0x00, 0xab, 0xff, 0x10};
+    ots_json_hex(&b, bytes, sizeof(bytes));
+    g_autofree char *s = str_of(&b);
+    CU_ASSERT_STRING_EQUAL(s, "\"00abff10\"");
+    ots_buf_clear(&b);
+}
+
+typedef struct {
+    GPtrArray *lines;
+} Collect;
+
+static void
+collect_batch(OtsEventBatch *batch, gpointer user)
+{
+    Collect *c = user;
+    gsize off = 0;
+    const OtsEventRecord *rec;
+    const char *body;
+    OtsTimeCache tc = {0};
+    guint64 seq = c->lines->len;
+    while (ots_event_batch_next(batch, &off, &rec, &body)) {
+        OtsBuf line = {0};
+        ots_event_format_line(&line, rec, body, "\"s-1\"", ++seq, &tc);
+        g_ptr_array_add(c->lines, g_strndup((const char *)line.data, line.len));
+        ots_buf_clear(&line);
+    }
+    ots_event_batch_free(batch);
+}
+
+static void
+test_builder(void)
+{
+    Collect c = {g_ptr_array_new_with_free_func(g_free)};
+    OtsEventWriter w;
+    ots_event_writer_init(&w, 1 << 20, collect_batch, &c);
+    gint64 ts = G_GINT64_CONSTANT(1700000000000000);
+
+    OtsEvent *e = ots_event_writer_begin(&w, OTS_EVENT_TRANSACTION, ts);
+    ots_event_add_uint(e, "a", 1);
+    ots_event_begin_object(e, "obj");
+    ots_event_add_string(e, "s", "x\"y");
+    ots_event_begin_array(e, "arr");
+    ots_event_add_int(e, NULL, -1);
+    ots_event_add_bool(e, NULL, TRUE);
+    ots_event_begin_object(e, NULL);
+    ots_event_add_null(e, "n");
+    ots_event_end_object(e);
+    ots_event_end_array(e);
+    ots_event_end_object(e);
+    ots_event_commit(e);
+
+    /* an event left open is discarded by the next begin */
+    e = ots_event_writer_begin(&w, OTS_EVENT_ASSET, ts);
+    ots_event_add_uint(e, "lost", 1);
+    e = ots_event_writer_begin(&w, OTS_EVENT_ALERT, ts);
+    ots_event_begin_object(e, "open");
+    ots_event_begin_array(e, "unclosed");
+    ots_event_add_uint(e, NULL, 7);
+    ots_event_commit(e); /* commit closes what is open */
+
+    CU_ASSERT_EQUAL(w.counts[OTS_EVENT_TRANSACTION], 1);
+    CU_ASSERT_EQUAL(w.counts[OTS_EVENT_ASSET], 0);
+    CU_ASSERT_EQUAL(w.counts[OTS_EVENT_ALERT], 1);
+    ots_event_writer_flush(&w);
+    CU_ASSERT_EQUAL_FATAL(c.lines->len, 2);
+    CU_ASSERT_STRING_EQUAL(c.lines->pdata[0],
+                           "{\"ts\":\"2023-11-14T22:13:20.000000Z\",\"sensor_id\":\"s-1\",\"seq\":1,"
+                           "\"type\":\"transaction\",\"a\":1,\"obj\":{\"s\":\"x\\\"y\",\"arr\":"
+                           "[-1,true,{\"n\":null}]}}\n");
+    CU_ASSERT_STRING_EQUAL(c.lines->pdata[1],
+                           "{\"ts\":\"2023-11-14T22:13:20.000000Z\",\"sensor_id\":\"s-1\",\"seq\":2,"
+                           "\"type\":\"alert\",\"open\":{\"unclosed\":[7]}}\n");
+    ots_event_writer_clear(&w);
+    g_ptr_array_unref(c.lines);
+}
+
+static void
+test_batch_limit(void)
+{
+    Collect c = {g_ptr_array_new_with_free_func(g_free)};
+    OtsEventWriter w;
+    ots_event_writer_init(&w, 1024, collect_batch, &c);
+    for (int i = 0; i < 1000; i++) {
+        OtsEvent *e = ots_event_writer_begin(&w, OTS_EVENT_FLOW, i);
+        ots_event_add_uint(e, "i", (guint64)i);
+        ots_event_add_string(e, "pad", "0123456789012345678901234567890123456789");
+        ots_event_commit(e);
+    }
+    /* batches were handed over as they filled, in order, none lost */
+    CU_ASSERT(c.lines->len > 900);
+    ots_event_writer_flush(&w);
+    CU_ASSERT_EQUAL_FATAL(c.lines->len, 1000);
+    for (guint i = 0; i < c.lines->len; i++) {
+        g_autofree char *want = g_strdup_printf("\"seq\":%u,\"type\":\"flow\",\"i\":%u,", i + 1, i);
+        CU_ASSERT_PTR_NOT_NULL(strstr(c.lines->pdata[i], want));
+    }
+    ots_event_writer_clear(&w);
+    g_ptr_array_unref(c.lines);
+}
+
+static void
+test_anomaly_counts(void)
+{
+    OtsEventWriter w;
+    ots_event_writer_init(&w, 1024, NULL, NULL);
+    ots_event_writer_count_anomaly(&w, "modbus", "bad_length");
+    ots_event_writer_count_anomaly(&w, "modbus", "bad_length");
+    ots_event_writer_count_anomaly(&w, "dnp3", "crc");
+    guint64 *n = g_hash_table_lookup(w.anomaly_counts, "modbus.bad_length");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(n);
+    CU_ASSERT_EQUAL(*n, 2);
+    CU_ASSERT_EQUAL(w.anomalies, 3);
+    ots_event_writer_clear(&w);
+}
+
+static void
+test_names(void)
+{
+    CU_ASSERT_STRING_EQUAL(ots_op_class_to_string(OTS_OP_PROGRAM_DOWNLOAD), "program_download");
+    CU_ASSERT_STRING_EQUAL(ots_op_class_to_string((OtsOpClass)999), "other");
+    CU_ASSERT_STRING_EQUAL(ots_tx_status_to_string(OTS_TX_UNANSWERED), "unanswered");
+    CU_ASSERT_STRING_EQUAL(ots_event_type_to_string(OTS_EVENT_SENSOR), "sensor");
+}
+
+static CU_TestInfo event_tests[] = {
+    {"json string escaping and UTF-8", test_escaping},
+    {"string stops at NUL", test_stop_at_nul},
+    {"numbers", test_numbers},
+    {"RFC 3339 time", test_time},
+    {"hex", test_hex},
+    {"builder nesting and envelope", test_builder},
+    {"batch limit hands over in order", test_batch_limit},
+    {"anomaly counters", test_anomaly_counts},
+    {"enum names", test_names},
+    CU_TEST_INFO_NULL,
+};
+
+#define OTS_TEST_SUITES {"event", NULL, NULL, NULL, NULL, event_tests}
+#include "cunit-main.h"
