@@ -1,1 +1,346 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+
+/* The core schema of otsensor.conf, the embedded default configuration and
+ * the checks a spec table cannot express. Keep the three in step with
+ * etc/otsensor.conf and docs/configuration.md (the unit tests compare them).
+ *
+ * Conventions of the core tables beyond settings.h: for STRING and
+ * STRING_ARRAY, min/max bound the length in characters when max > min; for
+ * INT_ARRAY they bound each element. A GROUP with no children is free-form
+ * (logging.modules, checked in ots_config_core_check()). */
+
+#include <string.h>
+
+#include "config-private.h"
+
+static const char *const log_levels[] = {"error", "critical", "warning", "message",
+                                         "info",  "debug",    NULL};
+
+static const OtsSettingSpec sensor_spec[] = {
+    {.name = "id",
+     .type = OTS_SETTING_STRING,
+     .required = TRUE,
+     .min = 1,
+     .max = 64,
+     .help = "sensor identity in every event: 1..64 of A-Z a-z 0-9 . _ -"},
+    {.name = "site",
+     .type = OTS_SETTING_STRING,
+     .min = 0,
+     .max = 256,
+     .help = "free text site label"},
+    {.name = "state_dir",
+     .type = OTS_SETTING_STRING,
+     .min = 1,
+     .max = 4096,
+     .help = "directory of the spool and the persistent state"},
+    {.name = "user",
+     .type = OTS_SETTING_STRING,
+     .min = 1,
+     .max = 32,
+     .help = "user to switch to after opening the capture when started as root"},
+    {NULL},
+};
+
+static const OtsSettingSpec interface_spec[] = {
+    {.name = "name",
+     .type = OTS_SETTING_STRING,
+     .required = TRUE,
+     .min = 1,
+     .max = 64,
+     .help = "network interface to capture on"},
+    {.name = "filter", .type = OTS_SETTING_STRING, .help = "BPF filter (pcap-filter syntax)"},
+    {.name = "snaplen",
+     .type = OTS_SETTING_INT,
+     .min = 64,
+     .max = 262144,
+     .help = "bytes captured per packet"},
+    {.name = "promiscuous",
+     .type = OTS_SETTING_BOOL,
+     .help = "put the interface in promiscuous mode"},
+    {.name = "buffer_size_mb",
+     .type = OTS_SETTING_INT,
+     .min = 1,
+     .max = 4096,
+     .help = "kernel capture buffer, MiB"},
+    {NULL},
+};
+
+static const OtsSettingSpec capture_spec[] = {
+    {.name = "interfaces",
+     .type = OTS_SETTING_LIST,
+     .children = interface_spec,
+     .help = "live capture sources"},
+    {.name = "files",
+     .type = OTS_SETTING_STRING_ARRAY,
+     .min = 1,
+     .max = 4096,
+     .help = "capture files to read (offline)"},
+    {.name = "event_queue_batches",
+     .type = OTS_SETTING_INT,
+     .min = 4,
+     .max = 65536,
+     .help = "bound of the worker to main thread event queue, in batches"},
+    {NULL},
+};
+
+static const OtsSettingSpec flows_spec[] = {
+    {.name = "max_flows",
+     .type = OTS_SETTING_INT,
+     .min = 1,
+     .max = 16777216,
+     .help = "flows tracked at once"},
+    {.name = "tcp_idle_timeout",
+     .type = OTS_SETTING_INT,
+     .min = 1,
+     .max = 86400,
+     .help = "seconds before an idle TCP flow ends"},
+    {.name = "udp_idle_timeout",
+     .type = OTS_SETTING_INT,
+     .min = 1,
+     .max = 86400,
+     .help = "seconds before an idle UDP flow ends"},
+    {.name = "max_ooo_bytes",
+     .type = OTS_SETTING_INT,
+     .min = 0,
+     .max = 67108864,
+     .help = "out-of-order bytes buffered per TCP direction"},
+    {.name = "max_pdu_bytes",
+     .type = OTS_SETTING_INT,
+     .min = 256,
+     .max = 16777216,
+     .help = "bytes kept for an incomplete PDU per direction"},
+    {.name = "flow_events", .type = OTS_SETTING_BOOL, .help = "emit a flow event at flow end"},
+    {NULL},
+};
+
+static const OtsSettingSpec plugins_spec[] = {
+    {.name = "paths",
+     .type = OTS_SETTING_STRING_ARRAY,
+     .min = 1,
+     .max = 4096,
+     .help = "plugin directories searched before the default one"},
+    {.name = "disable",
+     .type = OTS_SETTING_STRING_ARRAY,
+     .min = 1,
+     .max = 64,
+     .help = "plugin names not to load"},
+    {NULL},
+};
+
+static const OtsSettingSpec dissector_spec[] = {
+    {.name = "enabled", .type = OTS_SETTING_BOOL, .help = "run this dissector"},
+    {.name = "tcp_ports",
+     .type = OTS_SETTING_INT_ARRAY,
+     .min = 1,
+     .max = 65535,
+     .help = "TCP ports dispatched to it (replaces the plugin's own)"},
+    {.name = "udp_ports",
+     .type = OTS_SETTING_INT_ARRAY,
+     .min = 1,
+     .max = 65535,
+     .help = "UDP ports dispatched to it (replaces the plugin's own)"},
+    {.name = "heuristic",
+     .type = OTS_SETTING_BOOL,
+     .help = "probe traffic on other ports with its heuristic"},
+    {NULL},
+};
+
+static const OtsSettingSpec output_spec[] = {
+    {.name = "transport",
+     .type = OTS_SETTING_STRING,
+     .min = 1,
+     .max = 64,
+     .help = "active transport plugin (a key of transports)"},
+    {.name = "heartbeat_interval",
+     .type = OTS_SETTING_INT,
+     .min = 0,
+     .max = 86400,
+     .help = "seconds between sensor health events, 0: off"},
+    {NULL},
+};
+
+static const OtsSettingSpec logging_spec[] = {
+    {.name = "level",
+     .type = OTS_SETTING_STRING,
+     .choices = log_levels,
+     .help = "lowest level logged"},
+    {.name = "modules", .type = OTS_SETTING_GROUP, .help = "per-module levels: module = \"level\""},
+    {NULL},
+};
+
+static const OtsSettingSpec core_spec[] = {
+    {.name = "sensor", .type = OTS_SETTING_GROUP, .required = TRUE, .children = sensor_spec},
+    {.name = "capture", .type = OTS_SETTING_GROUP, .children = capture_spec},
+    {.name = "flows", .type = OTS_SETTING_GROUP, .children = flows_spec},
+    {.name = "plugins", .type = OTS_SETTING_GROUP, .children = plugins_spec},
+    {.name = "dissectors", .type = OTS_SETTING_MAP, .children = dissector_spec},
+    {.name = "output", .type = OTS_SETTING_GROUP, .children = output_spec},
+    /* Each transport plugin validates its own group. */
+    {.name = "transports", .type = OTS_SETTING_MAP, .children = NULL},
+    {.name = "logging", .type = OTS_SETTING_GROUP, .children = logging_spec},
+    {NULL},
+};
+
+/**
+ * ots_config_core_schema:
+ *
+ * Returns: (transfer none): the spec table of the root of otsensor.conf.
+ */
+const OtsSettingSpec *
+ots_config_core_schema(void)
+{
+    return core_spec;
+}
+
+/* etc/otsensor.conf without its comments, except: no capture interface
+ * (offline use: otsensord -r FILE) and events written to stdout. */
+const char ots_config_default_text[] = "sensor: {\n"
+                                       "  id = \"otsensor-lab\";\n"
+                                       "  site = \"\";\n"
+                                       "  state_dir = \"/var/lib/otsensor\";\n"
+                                       "  user = \"otsensor\";\n"
+                                       "};\n"
+                                       "capture: {\n"
+                                       "  interfaces = ( );\n"
+                                       "  files = [ ];\n"
+                                       "  event_queue_batches = 256;\n"
+                                       "};\n"
+                                       "flows: {\n"
+                                       "  max_flows = 131072;\n"
+                                       "  tcp_idle_timeout = 600;\n"
+                                       "  udp_idle_timeout = 120;\n"
+                                       "  max_ooo_bytes = 262144;\n"
+                                       "  max_pdu_bytes = 65536;\n"
+                                       "  flow_events = true;\n"
+                                       "};\n"
+                                       "plugins: {\n"
+                                       "  paths = [ ];\n"
+                                       "  disable = [ ];\n"
+                                       "};\n"
+                                       "dissectors: {\n"
+                                       "  modbus: {\n"
+                                       "    enabled = true;\n"
+                                       "    tcp_ports = [ 502 ];\n"
+                                       "    udp_ports = [ ];\n"
+                                       "    heuristic = true;\n"
+                                       "  };\n"
+                                       "};\n"
+                                       "output: {\n"
+                                       "  transport = \"local\";\n"
+                                       "  heartbeat_interval = 60;\n"
+                                       "};\n"
+                                       "transports: {\n"
+                                       "  local: {\n"
+                                       "    path = \"-\";\n"
+                                       "  };\n"
+                                       "};\n"
+                                       "logging: {\n"
+                                       "  level = \"message\";\n"
+                                       "  modules: { };\n"
+                                       "};\n";
+
+/* The keys an element of a list leaves out answer from here. */
+const char ots_config_template_text[] = "capture: {\n"
+                                        "  interfaces = ( {\n"
+                                        "    filter = \"\";\n"
+                                        "    snaplen = 65535;\n"
+                                        "    promiscuous = true;\n"
+                                        "    buffer_size_mb = 32;\n"
+                                        "  } );\n"
+                                        "};\n";
+
+static gboolean
+is_level(const char *value)
+{
+    for (guint i = 0; log_levels[i] != NULL; i++)
+        if (strcmp(value, log_levels[i]) == 0)
+            return TRUE;
+    return FALSE;
+}
+
+static gboolean
+check_sensor_id(const config_setting_t *setting, const char *path, const char *name, GError **error)
+{
+    const char *id = config_setting_get_string(setting);
+
+    for (const char *p = id; *p != '\0'; p++) {
+        if (g_ascii_isalnum(*p) || *p == '.' || *p == '_' || *p == '-')
+            continue;
+        g_autofree char *quoted = ots_config_quote(id);
+        ots_config_set_error_at(error, OTS_CONFIG_ERROR_VALUE, setting, name, path,
+                                "'%s' may only hold the characters A-Z a-z 0-9 . _ -", quoted);
+        return FALSE;
+    }
+    return TRUE;
+}
+
+static gboolean
+check_log_modules(const config_setting_t *setting, const char *path, const char *name,
+                  GError **error)
+{
+    int n = config_setting_length(setting);
+
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *m = config_setting_get_elem(setting, (unsigned)i);
+        g_autofree char *mpath = ots_config_join_path(path, config_setting_name(m));
+
+        if (config_setting_type(m) != CONFIG_TYPE_STRING) {
+            ots_config_set_error_at(error, OTS_CONFIG_ERROR_TYPE, m, name, mpath,
+                                    "expected a string, got %s",
+                                    ots_config_type_name(config_setting_type(m)));
+            return FALSE;
+        }
+        const char *value = config_setting_get_string(m);
+        if (!is_level(value)) {
+            g_autofree char *quoted = ots_config_quote(value);
+            g_autofree char *allowed = g_strjoinv(", ", (char **)log_levels);
+            const char *hint =
+                ots_config_suggest(value, log_levels, g_strv_length((char **)log_levels));
+            g_autofree char *did = hint ? g_strdup_printf(" (did you mean '%s'?)", hint) : NULL;
+            ots_config_set_error_at(error, OTS_CONFIG_ERROR_VALUE, m, name, mpath,
+                                    "'%s' is not one of: %s%s", quoted, allowed, did ? did : "");
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+static gboolean
+check_interfaces(const config_setting_t *setting, const char *path, const char *name,
+                 GError **error)
+{
+    int n = config_setting_length(setting);
+
+    for (int i = 0; i < n; i++) {
+        const char *a = NULL;
+        const config_setting_t *ei = config_setting_get_elem(setting, (unsigned)i);
+        if (!config_setting_lookup_string(ei, "name", &a))
+            continue;
+        for (int j = 0; j < i; j++) {
+            const char *b = NULL;
+            const config_setting_t *ej = config_setting_get_elem(setting, (unsigned)j);
+            if (!config_setting_lookup_string(ej, "name", &b) || strcmp(a, b) != 0)
+                continue;
+            g_autofree char *quoted = ots_config_quote(a);
+            g_autofree char *epath = g_strdup_printf("%s[%d].name", path, i);
+            ots_config_set_error_at(error, OTS_CONFIG_ERROR_VALUE,
+                                    config_setting_get_member(ei, "name"), name, epath,
+                                    "interface '%s' is already listed as %s[%d]", quoted, path, j);
+            return FALSE;
+        }
+    }
+    return TRUE;
+}
+
+gboolean
+ots_config_core_check(const config_setting_t *setting, const OtsSettingSpec *spec, const char *path,
+                      const char *name, GError **error)
+{
+    if (strcmp(path, "sensor.id") == 0)
+        return check_sensor_id(setting, path, name, error);
+    if (strcmp(path, "logging.modules") == 0)
+        return check_log_modules(setting, path, name, error);
+    if (strcmp(path, "capture.interfaces") == 0)
+        return check_interfaces(setting, path, name, error);
+    return TRUE;
+}
