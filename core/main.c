@@ -36,6 +36,7 @@ typedef struct {
     gint64 started;
     int exit_code;
     gboolean done;
+    gboolean stopping;
 } Daemon;
 
 static void
@@ -163,6 +164,12 @@ static gboolean
 on_signal(gpointer user)
 {
     Daemon *d = user;
+    if (d->stopping) {
+        /* A second signal: the operator does not want to wait. */
+        g_message("second signal: exiting without flushing flows");
+        _exit(1);
+    }
+    d->stopping = TRUE;
     g_message("stopping: ending flows and flushing events");
     ots_pipeline_stop(d->pipeline);
     return G_SOURCE_CONTINUE;
@@ -211,16 +218,15 @@ static OtsPluginSet *
 load_plugins(const OtsSettings *root)
 {
     OtsPluginSet *set = ots_plugin_set_new();
-    g_autoptr(GPtrArray) disable = g_ptr_array_new();
-    for (guint i = 0; i < ots_settings_get_length(root, "plugins.disable"); i++)
-        g_ptr_array_add(disable, (gpointer)ots_settings_get_string_element(root, "plugins.disable", i));
-    g_ptr_array_add(disable, NULL);
+    guint n = ots_settings_get_length(root, "plugins.disable");
+    set->disable = g_new0(char *, n + 1);
+    for (guint i = 0; i < n; i++)
+        set->disable[i] = g_strdup(ots_settings_get_string_element(root, "plugins.disable", i));
     for (guint i = 0; i < ots_settings_get_length(root, "plugins.paths"); i++)
-        ots_plugin_set_load_dir(set, ots_settings_get_string_element(root, "plugins.paths", i), 0,
-                                (const char *const *)disable->pdata);
+        ots_plugin_set_load_dir(set, ots_settings_get_string_element(root, "plugins.paths", i), 0);
     guint depth;
     const char *dir = ots_plugin_default_dir(&depth);
-    ots_plugin_set_load_dir(set, dir, depth, (const char *const *)disable->pdata);
+    ots_plugin_set_load_dir(set, dir, depth);
     return set;
 }
 
@@ -299,9 +305,17 @@ open_sink(const OtsSettings *root, const OtsPluginSet *plugins, const char *outp
     }
     if (output_path) {
         /* -o PATH: the local transport to that path, whatever the config says. */
-        g_autofree char *text = g_strdup_printf("output: { transport = \"local\"; };\n"
+        GString *quoted = g_string_new(NULL);
+        for (const char *q = output_path; *q; q++) {
+            if (*q == '"' || *q == '\\')
+                g_string_append_c(quoted, '\\');
+            g_string_append_c(quoted, *q);
+        }
+        /* A whole config (sensor.id is required) holding just that group. */
+        g_autofree char *text = g_strdup_printf("sensor: { id = \"o\"; };\n"
                                                 "transports: { local: { path = \"%s\"; }; };\n",
-                                                output_path);
+                                                quoted->str);
+        g_string_free(quoted, TRUE);
         g_autoptr(OtsConfig) c = ots_config_load_string(text, "-o", error);
         if (!c)
             return NULL;

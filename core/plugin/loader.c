@@ -32,6 +32,7 @@ ots_plugin_set_free(OtsPluginSet *set)
         return;
     g_ptr_array_unref(set->plugins);
     g_ptr_array_unref(set->refused);
+    g_strfreev(set->disable);
     g_free(set);
 }
 
@@ -117,6 +118,11 @@ ots_plugin_set_load_file(OtsPluginSet *set, const char *path, GError **error)
     }
     if (!check_descriptor(h, &err))
         goto fail_close;
+    if (set->disable && g_strv_contains((const char *const *)set->disable, h->name)) {
+        g_info("plugin %s (%s) is disabled by plugins.disable", h->name, path);
+        g_module_close(module);
+        return FALSE;
+    }
     if (ots_plugin_set_find(set, h->kind, h->name)) {
         g_set_error(&err, OTS_PLUGIN_ERROR, OTS_PLUGIN_ERROR_DUPLICATE,
                     "a plugin named %s is already loaded; this one is ignored", h->name);
@@ -141,22 +147,6 @@ fail:
     return FALSE;
 }
 
-static gboolean
-is_disabled(const char *path, const OtsPluginSet *set, const char *const *disable)
-{
-    (void)set;
-    if (!disable)
-        return FALSE;
-    g_autofree char *base = g_path_get_basename(path);
-    for (const char *const *d = disable; *d; d++) {
-        /* libots-NAME.so */
-        g_autofree char *file = g_strdup_printf("libots-%s.so", *d);
-        if (strcmp(base, file) == 0)
-            return TRUE;
-    }
-    return FALSE;
-}
-
 static gint
 cmp_str(gconstpointer a, gconstpointer b)
 {
@@ -164,8 +154,7 @@ cmp_str(gconstpointer a, gconstpointer b)
 }
 
 void
-ots_plugin_set_load_dir(OtsPluginSet *set, const char *dir, guint depth,
-                        const char *const *disable)
+ots_plugin_set_load_dir(OtsPluginSet *set, const char *dir, guint depth)
 {
     g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
     if (!d)
@@ -180,13 +169,13 @@ ots_plugin_set_load_dir(OtsPluginSet *set, const char *dir, guint depth,
         g_autofree char *path = g_build_filename(dir, names->pdata[i], NULL);
         if (g_file_test(path, G_FILE_TEST_IS_DIR)) {
             if (depth > 0)
-                ots_plugin_set_load_dir(set, path, depth - 1, disable);
+                ots_plugin_set_load_dir(set, path, depth - 1);
             continue;
         }
-        if (!g_str_has_suffix(path, ".so") || is_disabled(path, set, disable))
+        if (!g_str_has_suffix(path, ".so"))
             continue;
         g_autoptr(GError) err = NULL;
-        if (!ots_plugin_set_load_file(set, path, &err))
+        if (!ots_plugin_set_load_file(set, path, &err) && err)
             g_message("plugin %s refused: %s", path, err->message);
     }
 }

@@ -34,6 +34,7 @@ typedef struct {
 typedef struct {
     GPtrArray *plugins; /* OtsPlugin */
     GPtrArray *refused; /* char *: "FILE: reason" */
+    GStrv disable;      /* plugin names not to load (plugins.disable) */
 } OtsPluginSet;
 
 OtsPluginSet *ots_plugin_set_new(void);
@@ -41,14 +42,14 @@ void ots_plugin_set_free(OtsPluginSet *set);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(OtsPluginSet, ots_plugin_set_free)
 
 /* Loads one file. On refusal returns FALSE with @error set (and adds the
- * message to set->refused). */
+ * message to set->refused). A plugin whose name is in set->disable is
+ * unloaded again: FALSE without an error. */
 gboolean ots_plugin_set_load_file(OtsPluginSet *set, const char *path, GError **error);
 
 /* Loads every *.so in @dir (recursing @depth levels, for the build tree),
- * skipping names in @disable. Refusals are logged with g_message and kept in
+ * skipping disabled names. Refusals are logged with g_message and kept in
  * set->refused. */
-void ots_plugin_set_load_dir(OtsPluginSet *set, const char *dir, guint depth,
-                             const char *const *disable);
+void ots_plugin_set_load_dir(OtsPluginSet *set, const char *dir, guint depth);
 
 const OtsPlugin *ots_plugin_set_find(const OtsPluginSet *set, OtsPluginKind kind,
                                      const char *name);

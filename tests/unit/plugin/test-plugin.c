@@ -86,13 +86,27 @@ test_dir_continues(void)
     /* A directory with one good plugin and several bad ones: the good one
      * loads, each bad one is refused and listed. */
     g_autoptr(OtsPluginSet) set = ots_plugin_set_new();
-    ots_plugin_set_load_dir(set, FIXTURE_DIR, 0, NULL);
+    ots_plugin_set_load_dir(set, FIXTURE_DIR, 0);
     CU_ASSERT_EQUAL(set->plugins->len, 1);
     CU_ASSERT_PTR_NOT_NULL(ots_plugin_set_find(set, OTS_PLUGIN_KIND_DISSECTOR, "fixgood"));
     CU_ASSERT_EQUAL(set->refused->len, 5);
 }
 
+static void
+test_disabled(void)
+{
+    g_autoptr(OtsPluginSet) set = ots_plugin_set_new();
+    set->disable = g_strsplit("fixgood", ",", -1);
+    g_autofree char *path = fixture("good");
+    g_autoptr(GError) err = NULL;
+    CU_ASSERT_FALSE(ots_plugin_set_load_file(set, path, &err));
+    CU_ASSERT_PTR_NULL(err);
+    CU_ASSERT_EQUAL(set->plugins->len, 0);
+    CU_ASSERT_EQUAL(set->refused->len, 0);
+}
+
 static CU_TestInfo plugin_tests[] = {
+    {"disabled by name", test_disabled},
     {"good plugin loads", test_good},
     {"other ABI major refused", test_abi_major},
     {"newer ABI minor refused", test_abi_minor_newer},
