@@ -87,5 +87,8 @@ OtsParseResult ots_session_datagram(OtsSession *s, OtsDirection dir, const guint
 void ots_session_finish(OtsSession *s);
 void ots_session_free(OtsSession *s);
 const char *ots_session_get_proto(OtsSession *s);
+gpointer ots_session_get_state(OtsSession *s);
+/* Calls the dissector's tick() when a second or more has passed since the last. */
+void ots_session_maybe_tick(OtsSession *s, gint64 now);
 
 G_END_DECLS

@@ -6,6 +6,7 @@
 #include <string.h>
 
 struct _OtsHarness {
+    const OtsDissectorInfo *info;
     OtsDissectRegistry *registry;
     OtsEventWriter writer;
     OtsDissectContext ctx;
@@ -61,6 +62,7 @@ OtsHarness *
 ots_harness_new(const OtsDissectorInfo *info, OtsL4Proto l4, guint16 server_port)
 {
     OtsHarness *h = g_new0(OtsHarness, 1);
+    h->info = info;
     h->registry = ots_dissect_registry_new();
     GArray *none = g_array_new(FALSE, FALSE, sizeof(guint16));
     OtsDissectorEntry *e =
@@ -115,15 +117,25 @@ ots_harness_feed(OtsHarness *h, OtsDirection dir, const guint8 *data, gsize len)
     g_autofree guint8 *copy = g_memdup2(data, len);
     h->flow.packets[dir]++;
     h->flow.bytes[dir] += len;
-    if (h->flow.l4_proto == OTS_L4_TCP)
-        return ots_session_stream_data(h->session, dir, copy, len);
-    return ots_session_datagram(h->session, dir, copy, len);
+    OtsParseResult res = h->flow.l4_proto == OTS_L4_TCP
+                             ? ots_session_stream_data(h->session, dir, copy, len)
+                             : ots_session_datagram(h->session, dir, copy, len);
+    /* As the pipeline does after each packet. */
+    ots_session_maybe_tick(h->session, ots_session_get_time(h->session));
+    return res;
 }
 
 void
 ots_harness_gap(OtsHarness *h, OtsDirection dir, guint32 len)
 {
     ots_session_stream_gap(h->session, dir, len);
+}
+
+void
+ots_harness_tick(OtsHarness *h, gint64 now)
+{
+    ots_harness_set_time(h, now);
+    ots_session_maybe_tick(h->session, now);
 }
 
 void

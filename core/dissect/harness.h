@@ -27,6 +27,8 @@ void ots_harness_set_time(OtsHarness *h, gint64 ts);
 OtsParseResult ots_harness_feed(OtsHarness *h, OtsDirection dir, const guint8 *data, gsize len);
 /* Reports lost bytes in @dir (drops that direction's pending bytes first). */
 void ots_harness_gap(OtsHarness *h, OtsDirection dir, guint32 len);
+/* Lets time pass: sets the time to @now and calls the dissector's tick(). */
+void ots_harness_tick(OtsHarness *h, gint64 now);
 /* Ends the flow (flow_end), as at FIN or end of capture. */
 void ots_harness_end(OtsHarness *h);
 

@@ -75,6 +75,12 @@ ots_session_get_proto(OtsSession *s)
     return s->entry ? s->entry->info->name : NULL;
 }
 
+gpointer
+ots_session_get_state(OtsSession *s)
+{
+    return s->state;
+}
+
 /* SDK accessors */
 
 gint64
@@ -440,9 +446,15 @@ ots_dissect_packet(OtsDissectContext *ctx, OtsFlow *flow, OtsDirection dir, cons
         ots_session_datagram(s, dir, pkt->payload, pkt->payload_len);
     }
 
-    if (s->entry && s->entry->info->tick && pkt->ts - s->last_tick >= G_USEC_PER_SEC) {
-        s->last_tick = pkt->ts;
-        s->entry->info->tick(s, s->state, pkt->ts);
+    ots_session_maybe_tick(s, pkt->ts);
+}
+
+void
+ots_session_maybe_tick(OtsSession *s, gint64 now)
+{
+    if (s->entry && s->state_live && s->entry->info->tick && now - s->last_tick >= G_USEC_PER_SEC) {
+        s->last_tick = now;
+        s->entry->info->tick(s, s->state, now);
     }
 }
 

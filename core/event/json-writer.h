@@ -30,6 +30,8 @@ ots_buf_reserve(OtsBuf *b, gsize n)
 static inline void
 ots_buf_append(OtsBuf *b, const void *p, gsize n)
 {
+    if (G_UNLIKELY(n == 0))
+        return; /* p may be NULL: memcpy(NULL, 0) is undefined */
     ots_buf_reserve(b, n);
     memcpy(b->data + b->len, p, n);
     b->len += n;

@@ -59,4 +59,15 @@ events = parse_events(r.stdout)
 check(r.returncode == 0 and not any(e["type"] == "transaction" for e in events),
       "modbus moved off 502 without heuristic sees nothing on 502")
 os.unlink(f.name)
+# ... and with its heuristic probe on, the Modbus traffic on 502 is still found.
+with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
+    f.write("dissectors: { modbus: { tcp_ports = [ 5020 ]; heuristic = true; }; };\n")
+r = run_sensor(["--no-summary", "-c", f.name, "-r", os.path.join(CORPUS, "modbus_example.pcap")])
+events = parse_events(r.stdout)
+base = parse_events(run_sensor(["--no-summary", "-r", os.path.join(CORPUS, "modbus_example.pcap")]).stdout)
+n_heur = sum(1 for e in events if e["type"] == "transaction")
+n_port = sum(1 for e in base if e["type"] == "transaction")
+check(r.returncode == 0 and n_heur > 0 and n_heur == n_port,
+      f"heuristic probe finds modbus off its port: {n_heur} vs {n_port} by port")
+os.unlink(f.name)
 finish("config-cli")
