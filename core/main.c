@@ -85,6 +85,10 @@ emit_sensor_event(Daemon *d, const char *reason)
     OtsEvent *e = ots_event_writer_begin(&d->sensor_writer, OTS_EVENT_SENSOR, g_get_real_time());
     ots_event_add_string(e, "reason", reason);
     ots_event_add_string(e, "version", OTS_VERSION);
+    const char *site = NULL;
+    if (ots_settings_get_string(ots_config_get_root(d->config), "sensor.site", &site) && site &&
+        *site)
+        ots_event_add_string(e, "site", site);
     ots_event_add_int(e, "uptime_s", (g_get_monotonic_time() - d->started) / G_USEC_PER_SEC);
     ots_event_begin_array(e, "capture");
     guint64 queue_dropped = 0;

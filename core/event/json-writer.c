@@ -42,15 +42,32 @@ ots_buf_consume(OtsBuf *b, gsize n)
     b->len -= n;
 }
 
+static const char digit_pairs[] = "00010203040506070809101112131415161718192021222324"
+                                  "25262728293031323334353637383940414243444546474849"
+                                  "50515253545556575859606162636465666768697071727374"
+                                  "75767778798081828384858687888990919293949596979899";
+
 void
 ots_json_u64(OtsBuf *b, guint64 v)
 {
+    if (v < 10) {
+        ots_buf_putc(b, (char)('0' + v));
+        return;
+    }
     char tmp[24];
     int i = sizeof(tmp);
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
+    while (v >= 100) {
+        guint r = (guint)(v % 100);
+        v /= 100;
+        tmp[--i] = digit_pairs[r * 2 + 1];
+        tmp[--i] = digit_pairs[r * 2];
+    }
+    if (v >= 10) {
+        tmp[--i] = digit_pairs[v * 2 + 1];
+        tmp[--i] = digit_pairs[v * 2];
+    } else {
+        tmp[--i] = (char)('0' + v);
+    }
     ots_buf_append(b, tmp + i, sizeof(tmp) - i);
 }
 
@@ -120,6 +137,21 @@ utf8_seq_len(const guint8 *p, gsize left)
     return n;
 }
 
+/* Does any byte of @w need escaping (< 0x20, >= 0x80, '"' or '\\')? SWAR
+ * tests on eight bytes at once: most strings on the wire are plain ASCII. */
+static inline gboolean
+word_needs_escape(guint64 w)
+{
+    const guint64 ones = G_GUINT64_CONSTANT(0x0101010101010101);
+    const guint64 high = G_GUINT64_CONSTANT(0x8080808080808080);
+    guint64 quote = w ^ (ones * '"');
+    guint64 bslash = w ^ (ones * '\\');
+    guint64 ctrl = (w - ones * 0x20) & ~w;          /* bytes < 0x20 (or >= 0x80 below) */
+    guint64 zq = (quote - ones) & ~quote;           /* bytes equal to '"' */
+    guint64 zb = (bslash - ones) & ~bslash;         /* bytes equal to '\\' */
+    return ((ctrl | zq | zb) & high) != 0 || (w & high) != 0;
+}
+
 void
 ots_json_string(OtsBuf *b, const char *s, gsize len, gboolean stop_at_nul)
 {
@@ -130,6 +162,18 @@ ots_json_string(OtsBuf *b, const char *s, gsize len, gboolean stop_at_nul)
     *o++ = '"';
     gsize i = 0;
     while (i < len) {
+        /* Plain runs: eight bytes at a time, then byte by byte. */
+        while (len - i >= 8) {
+            guint64 w;
+            memcpy(&w, p + i, 8);
+            if (word_needs_escape(w))
+                break;
+            memcpy(o, p + i, 8);
+            o += 8;
+            i += 8;
+        }
+        if (i >= len)
+            break;
         guint8 c = p[i];
         if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
             *o++ = c;
@@ -181,6 +225,26 @@ ots_json_string(OtsBuf *b, const char *s, gsize len, gboolean stop_at_nul)
 void
 ots_json_key(OtsBuf *b, const char *key)
 {
+    /* Keys are short static identifiers: copy them in one pass without
+     * strlen, falling back to full escaping on the first odd byte. */
+    ots_buf_reserve(b, 64);
+    guint8 *o = b->data + b->len;
+    gsize avail = b->cap - b->len;
+    *o++ = '"';
+    gsize i = 0;
+    for (; i + 3 < avail; i++) {
+        guint8 c = (guint8)key[i];
+        if (c == 0) {
+            *o++ = '"';
+            *o++ = ':';
+            b->len = (gsize)(o - b->data);
+            return;
+        }
+        if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\')
+            break;
+        *o++ = c;
+    }
+    /* Long or unusual key: the general path. */
     ots_json_string(b, key, strlen(key), FALSE);
     ots_buf_putc(b, ':');
 }
