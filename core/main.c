@@ -9,10 +9,13 @@
 #include "core/output/sink.h"
 #include "core/pipeline.h"
 #include "core/plugin/loader.h"
+#include "core/spool/spool.h"
 #include "core/summary.h"
+#include "core/uplink/uplink.h"
 
 #include <glib-unix.h>
 #include <locale.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sysexits.h>
@@ -25,7 +28,13 @@ typedef struct {
     GMainLoop *loop;
     const OtsConfig *config;
     OtsPipeline *pipeline;
+    /* RAW transports (local): lines go straight to the sink. Network
+     * transports: lines go to the spool, the uplink delivers them. */
     OtsSink *sink;
+    OtsSpool *spool;
+    OtsUplink *uplink;
+    const OtsTransportInfo *transport;
+    gpointer transport_instance;
     OtsSummary *summary;
     char *sensor_id_json;
     guint64 seq;
@@ -37,12 +46,13 @@ typedef struct {
     int exit_code;
     gboolean done;
     gboolean stopping;
+    guint drain_timeout_ms;
 } Daemon;
 
 static void
 flush_out(Daemon *d)
 {
-    if (!d->out.len)
+    if (!d->out.len || !d->sink)
         return;
     g_autoptr(GError) err = NULL;
     if (!ots_sink_write(d->sink, d->out.data, d->out.len, &err)) {
@@ -62,6 +72,21 @@ on_batch(OtsEventBatch *batch, gpointer user)
     gsize off = 0;
     const OtsEventRecord *rec;
     const char *body;
+    if (d->spool) {
+        /* seq comes from the spool: persistent across restarts. */
+        while (ots_event_batch_next(batch, &off, &rec, &body)) {
+            d->out.len = 0;
+            ots_event_format_line(&d->out, rec, body, d->sensor_id_json,
+                                  ots_spool_next_seq(d->spool), &d->tc);
+            ots_spool_append(d->spool, rec->ts, d->out.data, d->out.len);
+            d->events[rec->type]++;
+        }
+        d->out.len = 0;
+        ots_event_batch_free(batch);
+        ots_spool_sync(d->spool);
+        ots_uplink_notify(d->uplink);
+        return;
+    }
     while (ots_event_batch_next(batch, &off, &rec, &body)) {
         ots_event_format_line(&d->out, rec, body, d->sensor_id_json, ++d->seq, &d->tc);
         d->events[rec->type]++;
@@ -138,9 +163,48 @@ emit_sensor_event(Daemon *d, const char *reason)
         ots_event_add_uint(e, k, *(guint64 *)v);
     ots_event_end_object(e);
     ots_event_begin_object(e, "uplink");
-    ots_event_add_string(e, "transport", ots_sink_get_transport_name(d->sink));
-    ots_event_add_string(e, "state", "connected");
+    if (d->uplink) {
+        OtsUplinkStatus us;
+        ots_uplink_get_status(d->uplink, &us);
+        ots_event_add_string(e, "transport", d->transport->name);
+        ots_event_add_string(e, "state", ots_uplink_state_to_string(us.state));
+        if (us.last_error)
+            ots_event_add_string(e, "last_error", us.last_error);
+        if (us.tls)
+            ots_event_add_string(e, "tls", us.tls);
+        ots_event_add_uint(e, "batches_acked", us.batches_acked);
+        ots_event_add_uint(e, "events_acked", us.events_acked);
+        ots_event_add_uint(e, "bytes_acked", us.bytes_acked);
+        ots_event_add_uint(e, "acked_seq", us.acked_seq);
+        ots_event_add_uint(e, "retries", us.retries);
+        ots_event_add_uint(e, "auth_failures", us.auth_failures);
+        ots_event_add_uint(e, "connects", us.connects);
+        ots_event_add_uint(e, "backoff_ms", us.current_backoff_ms);
+    } else {
+        ots_event_add_string(e, "transport", ots_sink_get_transport_name(d->sink));
+        ots_event_add_string(e, "state", "connected");
+    }
     ots_event_end_object(e);
+    if (d->spool) {
+        OtsSpoolStats ss;
+        ots_spool_get_stats(d->spool, &ss);
+        ots_event_begin_object(e, "spool");
+        ots_event_add_uint(e, "depth_events", ss.depth_events);
+        ots_event_add_uint(e, "depth_bytes", ss.depth_bytes);
+        if (ss.oldest_unacked_ts) {
+            OtsBuf *b = ots_event_key(e, "oldest_unacked");
+            ots_json_time(b, ss.oldest_unacked_ts, &d->tc);
+        }
+        ots_event_add_uint(e, "next_seq", ss.next_seq);
+        ots_event_add_uint(e, "acked_seq", ss.acked_seq);
+        ots_event_add_uint(e, "dropped_oldest", ss.dropped_oldest);
+        ots_event_add_uint(e, "dropped_newest", ss.dropped_newest);
+        ots_event_add_uint(e, "write_errors", ss.write_errors);
+        ots_event_add_uint(e, "bad_crc", ss.bad_crc);
+        ots_event_add_uint(e, "segments", ss.segments);
+        ots_event_add_uint(e, "disk_bytes", ss.disk_bytes);
+        ots_event_end_object(e);
+    }
     ots_event_commit(e);
     ots_event_writer_flush(&d->sensor_writer);
 }
@@ -149,9 +213,27 @@ static gboolean
 on_heartbeat(gpointer user)
 {
     Daemon *d = user;
+    if (d->spool)
+        ots_spool_sync(d->spool); /* fsync policy "interval" on a quiet sensor */
     emit_sensor_event(d, "heartbeat");
     flush_out(d);
     return G_SOURCE_CONTINUE;
+}
+
+static void
+drained(GObject *source, GAsyncResult *res, gpointer user)
+{
+    Daemon *d = user;
+    g_autoptr(GError) err = NULL;
+    if (!ots_uplink_flush_finish(d->uplink, res, &err)) {
+        OtsSpoolStats ss;
+        ots_spool_get_stats(d->spool, &ss);
+        g_printerr("otsensord: %" G_GUINT64_FORMAT " events not yet acknowledged (%s); they stay "
+                   "in the spool and are sent at the next start\n",
+                   ss.depth_events, err->message);
+        d->exit_code = EX_TEMPFAIL;
+    }
+    g_main_loop_quit(d->loop);
 }
 
 static void
@@ -161,6 +243,11 @@ on_done(gpointer user)
     d->done = TRUE;
     emit_sensor_event(d, "shutdown");
     flush_out(d);
+    if (d->uplink) {
+        /* Everything queued is delivered before exit, or stays spooled. */
+        ots_uplink_flush_async(d->uplink, d->drain_timeout_ms, NULL, drained, d);
+        return;
+    }
     g_main_loop_quit(d->loop);
 }
 
@@ -174,6 +261,9 @@ on_signal(gpointer user)
         _exit(1);
     }
     d->stopping = TRUE;
+    /* A service stop should not hang on an unreachable cloud: what is not
+     * acknowledged in 5 s stays in the spool for the next start. */
+    d->drain_timeout_ms = 5000;
     g_message("stopping: ending flows and flushing events");
     ots_pipeline_stop(d->pipeline);
     return G_SOURCE_CONTINUE;
@@ -335,6 +425,67 @@ open_sink(const OtsSettings *root, const OtsPluginSet *plugins, const char *outp
     return ots_sink_new(t, group, error);
 }
 
+static OtsSpoolFsync
+fsync_policy(const char *name)
+{
+    if (g_strcmp0(name, "always") == 0)
+        return OTS_SPOOL_FSYNC_ALWAYS;
+    if (g_strcmp0(name, "interval") == 0)
+        return OTS_SPOOL_FSYNC_INTERVAL;
+    return OTS_SPOOL_FSYNC_BATCH;
+}
+
+/* A network transport: spool + TLS/HTTP uplink over the transport's stream. */
+static gboolean
+open_uplink(Daemon *d, const OtsSettings *root, const OtsTransportInfo *t, GError **error)
+{
+    const OtsSettings *transports = ots_settings_get_group(root, "transports");
+    const OtsSettings *group = transports ? ots_settings_get_group(transports, t->name) : NULL;
+    if (group && t->settings) {
+        g_autofree char *path = g_strdup_printf("transports.%s", t->name);
+        if (!ots_settings_validate(group, t->settings, path, error))
+            return FALSE;
+    }
+    OtsUplinkConfig ucfg;
+    ots_uplink_config_init(&ucfg);
+    if (!ots_uplink_config_from_settings(root, &ucfg, error)) {
+        ots_uplink_config_clear(&ucfg);
+        return FALSE;
+    }
+    const char *path = "/var/lib/otsensor/spool", *fs = "batch", *drop = "oldest";
+    gint64 max_mb = 1024, seg_mb = 16, interval = 1000;
+    ots_settings_get_string(root, "spool.path", &path);
+    ots_settings_get_int(root, "spool.max_size_mb", &max_mb);
+    ots_settings_get_int(root, "spool.segment_size_mb", &seg_mb);
+    ots_settings_get_string(root, "spool.fsync", &fs);
+    ots_settings_get_int(root, "spool.fsync_interval_ms", &interval);
+    ots_settings_get_string(root, "spool.drop", &drop);
+    OtsSpoolConfig sc = {
+        .path = path,
+        .max_bytes = (guint64)max_mb << 20,
+        .segment_bytes = (guint64)seg_mb << 20,
+        .fsync = fsync_policy(fs),
+        .fsync_interval_ms = (guint)interval,
+        .drop = g_strcmp0(drop, "newest") == 0 ? OTS_SPOOL_DROP_NEWEST : OTS_SPOOL_DROP_OLDEST,
+    };
+    d->spool = ots_spool_open(&sc, error);
+    if (!d->spool) {
+        ots_uplink_config_clear(&ucfg);
+        return FALSE;
+    }
+    d->transport_instance = t->create(group, error);
+    if (!d->transport_instance) {
+        ots_uplink_config_clear(&ucfg);
+        return FALSE;
+    }
+    d->transport = t;
+    const char *sensor_id = "otsensor";
+    ots_settings_get_string(root, "sensor.id", &sensor_id);
+    d->uplink = ots_uplink_new(&ucfg, d->spool, t, d->transport_instance, sensor_id, error);
+    ots_uplink_config_clear(&ucfg);
+    return d->uplink != NULL;
+}
+
 static void
 print_version(const OtsPluginSet *plugins)
 {
@@ -365,6 +516,8 @@ main(int argc, char **argv)
 {
     setlocale(LC_ALL, "");
     setlocale(LC_NUMERIC, "C");
+    /* A file-size limit must give the spool a write error, not kill us. */
+    signal(SIGXFSZ, SIG_IGN);
     g_autofree char *config_path = NULL;
     gboolean read_files = FALSE, check_config = FALSE, show_version = FALSE;
     gboolean force_summary = FALSE, no_summary = FALSE;
@@ -483,11 +636,27 @@ main(int argc, char **argv)
     ots_buf_clear(&idbuf);
     ots_event_writer_init(&d.sensor_writer, 1, sensor_batch, &d);
 
-    d.sink = open_sink(root, plugins, output_path, &err);
-    if (!d.sink) {
-        int code = err->domain == OTS_CONFIG_ERROR ? OTS_EXIT_CONFIG : EX_CANTCREAT;
-        g_printerr("otsensord: %s\n", err->message);
-        return code;
+    d.drain_timeout_ms = 60000;
+    const char *tname = "local";
+    ots_settings_get_string(root, "output.transport", &tname);
+    const OtsPlugin *tp = ots_plugin_set_find(plugins, OTS_PLUGIN_KIND_TRANSPORT, tname);
+    if (!output_path && tp && !(((const OtsTransportInfo *)tp->header)->flags &
+                                OTS_TRANSPORT_FLAG_RAW)) {
+        if (!open_uplink(&d, root, (const OtsTransportInfo *)tp->header, &err)) {
+            int code = err->domain == OTS_CONFIG_ERROR || err->domain == OTS_UPLINK_ERROR
+                           ? OTS_EXIT_CONFIG
+                           : EX_CANTCREAT;
+            g_printerr("otsensord: %s\n", err->message);
+            return code;
+        }
+        ots_uplink_start(d.uplink);
+    } else {
+        d.sink = open_sink(root, plugins, output_path, &err);
+        if (!d.sink) {
+            int code = err->domain == OTS_CONFIG_ERROR ? OTS_EXIT_CONFIG : EX_CANTCREAT;
+            g_printerr("otsensord: %s\n", err->message);
+            return code;
+        }
     }
 
     OtsPipelineConfig pc = {
@@ -555,7 +724,7 @@ main(int argc, char **argv)
 
     flush_out(&d);
     g_autoptr(GError) ferr = NULL;
-    if (!ots_sink_flush(d.sink, &ferr) && d.exit_code == 0) {
+    if (d.sink && !ots_sink_flush(d.sink, &ferr) && d.exit_code == 0) {
         g_printerr("otsensord: output failed: %s\n", ferr->message);
         d.exit_code = EX_IOERR;
     }
@@ -565,6 +734,12 @@ main(int argc, char **argv)
     }
     ots_pipeline_free(d.pipeline);
     ots_sink_free(d.sink);
+    if (d.uplink) {
+        ots_uplink_free(d.uplink);
+        d.transport->destroy(d.transport_instance);
+    }
+    if (d.spool)
+        ots_spool_close(d.spool);
     ots_event_writer_clear(&d.sensor_writer);
     ots_buf_clear(&d.out);
     g_free(d.sensor_id_json);

@@ -159,6 +159,121 @@ static const OtsSettingSpec output_spec[] = {
     {NULL},
 };
 
+static const char *const fsync_modes[] = {"always", "batch", "interval", NULL};
+static const char *const drop_policies[] = {"oldest", "newest", NULL};
+
+static const OtsSettingSpec spool_spec[] = {
+    {.name = "path",
+     .type = OTS_SETTING_STRING,
+     .min = 1,
+     .max = 4096,
+     .help = "directory of the store-and-forward spool"},
+    {.name = "max_size_mb",
+     .type = OTS_SETTING_INT,
+     .min = 1,
+     .max = 1048576,
+     .help = "bound of the spool on disk, MiB"},
+    {.name = "segment_size_mb",
+     .type = OTS_SETTING_INT,
+     .min = 1,
+     .max = 1024,
+     .help = "size of one segment file, MiB"},
+    {.name = "fsync",
+     .type = OTS_SETTING_STRING,
+     .choices = fsync_modes,
+     .help = "when appended events reach the disk"},
+    {.name = "fsync_interval_ms",
+     .type = OTS_SETTING_INT,
+     .min = 1,
+     .max = 3600000,
+     .help = "fsync period for fsync = \"interval\""},
+    {.name = "drop",
+     .type = OTS_SETTING_STRING,
+     .choices = drop_policies,
+     .help = "what gives way when the spool is full"},
+    {NULL},
+};
+
+static const OtsSettingSpec uplink_spec[] = {
+    {.name = "endpoint",
+     .type = OTS_SETTING_STRING,
+     .min = 9,
+     .max = 2048,
+     .help = "cloud ingestion URL: https://host[:port][/path]"},
+    {.name = "server_name",
+     .type = OTS_SETTING_STRING,
+     .min = 0,
+     .max = 253,
+     .help = "name the TLS certificate must match when the endpoint is an address"},
+    {.name = "ca_file",
+     .type = OTS_SETTING_STRING,
+     .min = 0,
+     .max = 4096,
+     .help = "CA bundle (PEM) the server is verified against; empty: system store"},
+    {.name = "pins",
+     .type = OTS_SETTING_STRING_ARRAY,
+     .min = 52,
+     .max = 52,
+     .help = "SHA-256 SPKI pins of the server key, \"sha256//BASE64\""},
+    {.name = "client_cert",
+     .type = OTS_SETTING_STRING,
+     .min = 0,
+     .max = 4096,
+     .help = "client certificate chain (PEM) for mTLS; empty: none"},
+    {.name = "client_key",
+     .type = OTS_SETTING_STRING,
+     .min = 0,
+     .max = 4096,
+     .help = "private key (PEM) of the client certificate"},
+    {.name = "priority",
+     .type = OTS_SETTING_STRING,
+     .min = 0,
+     .max = 1024,
+     .help = "GnuTLS priority string; empty: the built-in policy"},
+    {.name = "token_file",
+     .type = OTS_SETTING_STRING,
+     .min = 0,
+     .max = 4096,
+     .help = "file holding a bearer token; empty: none"},
+    {.name = "gzip", .type = OTS_SETTING_BOOL, .help = "gzip the batches"},
+    {.name = "batch_max_events",
+     .type = OTS_SETTING_INT,
+     .min = 1,
+     .max = 1000000,
+     .help = "events in one POST at most"},
+    {.name = "batch_max_bytes",
+     .type = OTS_SETTING_INT,
+     .min = 1024,
+     .max = 268435456,
+     .help = "NDJSON bytes in one POST at most"},
+    {.name = "batch_max_delay_ms",
+     .type = OTS_SETTING_INT,
+     .min = 0,
+     .max = 600000,
+     .help = "longest an event waits for its batch to fill"},
+    {.name = "connect_timeout_ms",
+     .type = OTS_SETTING_INT,
+     .min = 100,
+     .max = 600000,
+     .help = "connection (all hops) and TLS handshake deadline"},
+    {.name = "io_timeout_ms",
+     .type = OTS_SETTING_INT,
+     .min = 100,
+     .max = 3600000,
+     .help = "longest wait for progress while sending or for the answer"},
+    {.name = "backoff_min_ms",
+     .type = OTS_SETTING_INT,
+     .min = 10,
+     .max = 3600000,
+     .help = "first retry delay"},
+    {.name = "backoff_max_ms",
+     .type = OTS_SETTING_INT,
+     .min = 10,
+     .max = 86400000,
+     .help = "longest retry delay (and the delay after an authentication failure)"},
+    {NULL},
+};
+
 static const OtsSettingSpec logging_spec[] = {
     {.name = "level",
      .type = OTS_SETTING_STRING,
@@ -175,6 +290,8 @@ static const OtsSettingSpec core_spec[] = {
     {.name = "plugins", .type = OTS_SETTING_GROUP, .children = plugins_spec},
     {.name = "dissectors", .type = OTS_SETTING_MAP, .children = dissector_spec},
     {.name = "output", .type = OTS_SETTING_GROUP, .children = output_spec},
+    {.name = "spool", .type = OTS_SETTING_GROUP, .children = spool_spec},
+    {.name = "uplink", .type = OTS_SETTING_GROUP, .children = uplink_spec},
     /* Each transport plugin validates its own group. */
     {.name = "transports", .type = OTS_SETTING_MAP, .children = NULL},
     {.name = "logging", .type = OTS_SETTING_GROUP, .children = logging_spec},
@@ -228,6 +345,32 @@ const char ots_config_default_text[] = "sensor: {\n"
                                        "output: {\n"
                                        "  transport = \"local\";\n"
                                        "  heartbeat_interval = 60;\n"
+                                       "};\n"
+                                       "spool: {\n"
+                                       "  path = \"/var/lib/otsensor/spool\";\n"
+                                       "  max_size_mb = 1024;\n"
+                                       "  segment_size_mb = 16;\n"
+                                       "  fsync = \"batch\";\n"
+                                       "  fsync_interval_ms = 1000;\n"
+                                       "  drop = \"oldest\";\n"
+                                       "};\n"
+                                       "uplink: {\n"
+                                       "  endpoint = \"https://cloud.test:443/ingest\";\n"
+                                       "  server_name = \"\";\n"
+                                       "  ca_file = \"\";\n"
+                                       "  pins = [ ];\n"
+                                       "  client_cert = \"\";\n"
+                                       "  client_key = \"\";\n"
+                                       "  priority = \"\";\n"
+                                       "  token_file = \"\";\n"
+                                       "  gzip = false;\n"
+                                       "  batch_max_events = 5000;\n"
+                                       "  batch_max_bytes = 4194304;\n"
+                                       "  batch_max_delay_ms = 1000;\n"
+                                       "  connect_timeout_ms = 10000;\n"
+                                       "  io_timeout_ms = 30000;\n"
+                                       "  backoff_min_ms = 500;\n"
+                                       "  backoff_max_ms = 60000;\n"
                                        "};\n"
                                        "transports: {\n"
                                        "  local: {\n"
@@ -332,6 +475,47 @@ check_interfaces(const config_setting_t *setting, const char *path, const char *
     return TRUE;
 }
 
+/* https://host[:port][/path], nothing else: the uplink speaks TLS only. */
+static gboolean
+check_endpoint(const config_setting_t *setting, const char *path, const char *name, GError **error)
+{
+    const char *url = config_setting_get_string(setting);
+    g_autoptr(GUri) uri = g_uri_parse(url, G_URI_FLAGS_NONE, NULL);
+
+    if (uri && g_strcmp0(g_uri_get_scheme(uri), "https") == 0 && g_uri_get_host(uri) &&
+        *g_uri_get_host(uri) && !g_uri_get_userinfo(uri) && !g_uri_get_fragment(uri))
+        return TRUE;
+    g_autofree char *quoted = ots_config_quote(url);
+    ots_config_set_error_at(error, OTS_CONFIG_ERROR_VALUE, setting, name, path,
+                            "'%s' is not an https://host[:port][/path] URL", quoted);
+    return FALSE;
+}
+
+static gboolean
+check_pins(const config_setting_t *setting, const char *path, const char *name, GError **error)
+{
+    int n = config_setting_length(setting);
+
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(setting, (unsigned)i);
+        const char *pin = config_setting_get_string(e);
+        gsize len = 0;
+        gboolean ok = pin && g_str_has_prefix(pin, "sha256//");
+        for (const char *p = ok ? pin + 8 : ""; ok && *p; p++)
+            ok = g_ascii_isalnum(*p) || *p == '+' || *p == '/' || *p == '=';
+        if (ok)
+            g_free(g_base64_decode(pin + 8, &len));
+        if (ok && len == 32)
+            continue;
+        g_autofree char *epath = g_strdup_printf("%s[%d]", path, i);
+        g_autofree char *quoted = ots_config_quote(pin ? pin : "");
+        ots_config_set_error_at(error, OTS_CONFIG_ERROR_VALUE, e, name, epath,
+                                "'%s' is not sha256// followed by the base64 of 32 bytes", quoted);
+        return FALSE;
+    }
+    return TRUE;
+}
+
 gboolean
 ots_config_core_check(const config_setting_t *setting, const OtsSettingSpec *spec, const char *path,
                       const char *name, GError **error)
@@ -342,5 +526,9 @@ ots_config_core_check(const config_setting_t *setting, const OtsSettingSpec *spe
         return check_log_modules(setting, path, name, error);
     if (strcmp(path, "capture.interfaces") == 0)
         return check_interfaces(setting, path, name, error);
+    if (strcmp(path, "uplink.endpoint") == 0)
+        return check_endpoint(setting, path, name, error);
+    if (strcmp(path, "uplink.pins") == 0)
+        return check_pins(setting, path, name, error);
     return TRUE;
 }
