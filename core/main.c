@@ -5,6 +5,9 @@
 #include "core/capture/capture.h"
 #include "core/config/config.h"
 #include "core/dissect/dissect.h"
+#include "core/log.h"
+#include "core/notify.h"
+#include "core/privdrop.h"
 #include "core/event/event-writer.h"
 #include "core/output/sink.h"
 #include "core/pipeline.h"
@@ -14,7 +17,10 @@
 #include "core/uplink/uplink.h"
 
 #include <glib-unix.h>
+#include <errno.h>
+#include <grp.h>
 #include <locale.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,7 +32,7 @@
 
 typedef struct {
     GMainLoop *loop;
-    const OtsConfig *config;
+    OtsConfig *config; /* owned; replaced by a good reload */
     OtsPipeline *pipeline;
     /* RAW transports (local): lines go straight to the sink. Network
      * transports: lines go to the spool, the uplink delivers them. */
@@ -47,6 +53,8 @@ typedef struct {
     gboolean done;
     gboolean stopping;
     guint drain_timeout_ms;
+    const char *config_path;
+    const char *log_override;
 } Daemon;
 
 static void
@@ -261,12 +269,76 @@ on_signal(gpointer user)
         _exit(1);
     }
     d->stopping = TRUE;
+    ots_notify("STOPPING=1");
     /* A service stop should not hang on an unreachable cloud: what is not
      * acknowledged in 5 s stays in the spool for the next start. */
     d->drain_timeout_ms = 5000;
     g_message("stopping: ending flows and flushing events");
     ots_pipeline_stop(d->pipeline);
     return G_SOURCE_CONTINUE;
+}
+
+/* SIGHUP: parse and validate the whole file first; on any error keep running
+ * as before and say file:line. Then apply what can change live: log levels
+ * and the uplink's TLS files and batching (certificates are re-read).
+ * Transport switching and the rest come with the control socket. */
+static gboolean
+on_reload(gpointer user)
+{
+    Daemon *d = user;
+    ots_notify("RELOADING=1");
+    g_autoptr(GError) err = NULL;
+    if (!d->config_path) {
+        g_message("reload: no configuration file (-c) to re-read");
+        ots_notify("READY=1");
+        return G_SOURCE_CONTINUE;
+    }
+    g_autoptr(OtsConfig) next = ots_config_load_file(d->config_path, &err);
+    if (!next) {
+        g_message("reload refused, still running the previous configuration: %s", err->message);
+        ots_notify("READY=1");
+        return G_SOURCE_CONTINUE;
+    }
+    const OtsSettings *root = ots_config_get_root(next);
+    if (d->uplink) {
+        OtsUplinkConfig ucfg;
+        ots_uplink_config_init(&ucfg);
+        gboolean ok = ots_uplink_config_from_settings(root, &ucfg, &err) &&
+                      ots_uplink_reconfigure(d->uplink, &ucfg, &err);
+        ots_uplink_config_clear(&ucfg);
+        if (!ok) {
+            g_message("reload refused, still running the previous configuration: %s",
+                      err->message);
+            ots_notify("READY=1");
+            return G_SOURCE_CONTINUE;
+        }
+    }
+    if (!ots_log_configure(root, d->log_override, &err))
+        g_message("reload: logging: %s", err->message);
+    ots_config_free(d->config);
+    d->config = g_steal_pointer(&next);
+    g_message("reloaded %s", d->config_path);
+    ots_notify("READY=1");
+    return G_SOURCE_CONTINUE;
+}
+
+/* Gives the spool directory to the user we are about to become, so the
+ * daemon can still create segments after dropping root. */
+static void
+chown_spool(const char *dir, const char *user)
+{
+    struct passwd *pw = getpwnam(user);
+    if (!pw || !dir)
+        return;
+    if (chown(dir, pw->pw_uid, pw->pw_gid) != 0)
+        return;
+    g_autoptr(GDir) gd = g_dir_open(dir, 0, NULL);
+    const char *name;
+    while (gd && (name = g_dir_read_name(gd))) {
+        g_autofree char *p = g_build_filename(dir, name, NULL);
+        if (chown(p, pw->pw_uid, pw->pw_gid) != 0)
+            g_message("cannot hand %s to %s: %s", p, user, g_strerror(errno));
+    }
 }
 
 static gboolean
@@ -501,16 +573,6 @@ print_version(const OtsPluginSet *plugins)
         g_print("  refused    %s\n", (char *)plugins->refused->pdata[i]);
 }
 
-static void
-set_log_level(const char *level)
-{
-    /* G_MESSAGES_DEBUG is how GLib's default handler shows info/debug. */
-    if (g_strcmp0(level, "debug") == 0)
-        g_setenv("G_MESSAGES_DEBUG", "all", FALSE);
-    else if (g_strcmp0(level, "info") == 0)
-        g_setenv("G_MESSAGES_DEBUG", "all", FALSE);
-}
-
 int
 main(int argc, char **argv)
 {
@@ -518,6 +580,7 @@ main(int argc, char **argv)
     setlocale(LC_NUMERIC, "C");
     /* A file-size limit must give the spool a write error, not kill us. */
     signal(SIGXFSZ, SIG_IGN);
+    ots_log_init(OTS_LOG_TARGET_AUTO);
     g_autofree char *config_path = NULL;
     gboolean read_files = FALSE, check_config = FALSE, show_version = FALSE;
     gboolean force_summary = FALSE, no_summary = FALSE;
@@ -567,9 +630,10 @@ main(int argc, char **argv)
         return config_error(err);
     const OtsSettings *root = ots_config_get_root(config);
 
-    const char *level = "message";
-    ots_settings_get_string(root, "logging.level", &level);
-    set_log_level(log_level ? log_level : level);
+    if (!ots_log_configure(root, log_level, &err)) {
+        g_printerr("otsensord: %s\n", err->message);
+        return EX_USAGE;
+    }
 
     g_autoptr(OtsPluginSet) plugins = load_plugins(root);
     if (show_version) {
@@ -625,7 +689,9 @@ main(int argc, char **argv)
     }
 
     Daemon d = {0};
-    d.config = config;
+    d.config = g_steal_pointer(&config);
+    d.config_path = config_path;
+    d.log_override = log_level;
     d.started = g_get_monotonic_time();
     d.loop = g_main_loop_new(NULL, FALSE);
     const char *sensor_id = "otsensor";
@@ -713,14 +779,37 @@ main(int argc, char **argv)
 
     g_unix_signal_add(SIGINT, on_signal, &d);
     g_unix_signal_add(SIGTERM, on_signal, &d);
+    g_unix_signal_add(SIGHUP, on_reload, &d);
+
+    /* Captures and outputs are open: root is no longer needed. Offline
+     * reads open their files later, so only live capture drops here. */
+    if (!files->len && ots_privdrop_needed()) {
+        const char *user = "otsensor";
+        ots_settings_get_string(root, "sensor.user", &user);
+        if (d.spool) {
+            const char *sp = NULL;
+            ots_settings_get_string(root, "spool.path", &sp);
+            chown_spool(sp, user);
+        }
+        if (!ots_privdrop_to_user(user, &err)) {
+            g_printerr("otsensord: %s\n", err->message);
+            return g_error_matches(err, OTS_PRIVDROP_ERROR, OTS_PRIVDROP_ERROR_NO_USER)
+                       ? OTS_EXIT_CONFIG
+                       : EX_OSERR;
+        }
+    }
     gint64 hb = get_int(root, "output.heartbeat_interval");
     if (hb > 0)
         g_timeout_add_seconds((guint)hb, on_heartbeat, &d);
     g_timeout_add(500, on_progress, &d);
 
     ots_pipeline_start(d.pipeline);
+    ots_notify("READY=1");
+    guint watchdog = ots_notify_watchdog_add();
     if (!d.done)
         g_main_loop_run(d.loop);
+    if (watchdog)
+        g_source_remove(watchdog);
 
     flush_out(&d);
     g_autoptr(GError) ferr = NULL;
@@ -744,5 +833,6 @@ main(int argc, char **argv)
     ots_buf_clear(&d.out);
     g_free(d.sensor_id_json);
     g_main_loop_unref(d.loop);
+    ots_config_free(d.config);
     return d.exit_code;
 }

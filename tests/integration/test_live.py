@@ -23,7 +23,7 @@ with tempfile.TemporaryDirectory() as d:
     out = os.path.join(d, "events.ndjson")
     with open(conf, "w") as f:
         f.write(f"""
-sensor: {{ id = "live-test"; }};
+sensor: {{ id = "live-test"; user = "nobody"; }};
 capture: {{ interfaces = ( {{ name = "lo"; filter = "tcp port {PORT}"; promiscuous = false; }} ); }};
 dissectors: {{ modbus: {{ tcp_ports = [ {PORT} ]; }}; }};
 output: {{ transport = "local"; heartbeat_interval = 1; }};
