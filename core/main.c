@@ -584,6 +584,7 @@ main(int argc, char **argv)
     g_autofree char *config_path = NULL;
     gboolean read_files = FALSE, check_config = FALSE, show_version = FALSE;
     gboolean force_summary = FALSE, no_summary = FALSE;
+    gint drain_timeout = 60;
     g_autofree char *output_path = NULL;
     g_autofree char *log_level = NULL;
     g_auto(GStrv) interfaces = NULL;
@@ -601,6 +602,10 @@ main(int argc, char **argv)
         {"summary", 0, 0, G_OPTION_ARG_NONE, &force_summary,
          "Print progress and a summary on stderr even when it is not a terminal", NULL},
         {"no-summary", 0, 0, G_OPTION_ARG_NONE, &no_summary, "No progress or summary", NULL},
+        {"drain-timeout", 0, 0, G_OPTION_ARG_INT, &drain_timeout,
+         "With -r: seconds to wait at the end for the cloud to acknowledge everything "
+         "(default 60; what is left stays spooled, exit 75)",
+         "SEC"},
         {"log-level", 'l', 0, G_OPTION_ARG_STRING, &log_level,
          "error, critical, warning, message, info or debug (overrides logging.level)", "LEVEL"},
         {"version", 'V', 0, G_OPTION_ARG_NONE, &show_version,
@@ -702,7 +707,7 @@ main(int argc, char **argv)
     ots_buf_clear(&idbuf);
     ots_event_writer_init(&d.sensor_writer, 1, sensor_batch, &d);
 
-    d.drain_timeout_ms = 60000;
+    d.drain_timeout_ms = (guint)CLAMP(drain_timeout, 0, 86400) * 1000;
     const char *tname = "local";
     ots_settings_get_string(root, "output.transport", &tname);
     const OtsPlugin *tp = ots_plugin_set_find(plugins, OTS_PLUGIN_KIND_TRANSPORT, tname);
