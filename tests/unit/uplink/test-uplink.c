@@ -84,6 +84,7 @@ static gboolean
 port_open(guint16 port)
 {
     g_autoptr(GSocketClient) c = g_socket_client_new();
+    g_socket_client_set_enable_proxy(c, FALSE);
     g_autoptr(GSocketConnection) conn =
         g_socket_client_connect_to_host(c, "127.0.0.1", port, NULL, NULL);
     return conn != NULL;
@@ -224,6 +225,7 @@ static GError *
 tls_try(guint16 port, const TlsCase *c, char **desc)
 {
     g_autoptr(GSocketClient) client = g_socket_client_new();
+    g_socket_client_set_enable_proxy(client, FALSE);
     GError *err = NULL;
     g_autoptr(GSocketConnection) conn =
         g_socket_client_connect_to_host(client, "127.0.0.1", port, NULL, &err);
@@ -454,6 +456,7 @@ tt_connect_async(gpointer self, const OtsEndpoint *ep, GCancellable *cancellable
     TestTransport *t = self;
     GTask *task = g_task_new(NULL, cancellable, callback, user_data);
     g_autoptr(GSocketClient) c = g_socket_client_new();
+    g_socket_client_set_enable_proxy(c, FALSE);
     /* Always loopback, whatever the endpoint's name. */
     g_socket_client_connect_to_host_async(c, "127.0.0.1", t->port, cancellable, tt_connected, task);
 }
