@@ -53,6 +53,7 @@ typedef struct {
     gboolean done;
     gboolean stopping;
     guint drain_timeout_ms;
+    GCancellable *drain_cancel; /* the end-of-input drain, cut short by a signal */
     const char *config_path;
     const char *log_override;
 } Daemon;
@@ -253,16 +254,33 @@ on_done(gpointer user)
     flush_out(d);
     if (d->uplink) {
         /* Everything queued is delivered before exit, or stays spooled. */
-        ots_uplink_flush_async(d->uplink, d->drain_timeout_ms, NULL, drained, d);
+        d->drain_cancel = g_cancellable_new();
+        ots_uplink_flush_async(d->uplink, d->drain_timeout_ms, d->drain_cancel, drained, d);
         return;
     }
     g_main_loop_quit(d->loop);
 }
 
 static gboolean
+cancel_drain(gpointer user)
+{
+    Daemon *d = user;
+    g_cancellable_cancel(d->drain_cancel);
+    return G_SOURCE_REMOVE;
+}
+
+static gboolean
 on_signal(gpointer user)
 {
     Daemon *d = user;
+    if (d->drain_cancel && !d->stopping) {
+        /* Already draining the uplink at the end of the input: give it 5 s
+         * more, then stop (the rest stays spooled). */
+        d->stopping = TRUE;
+        ots_notify("STOPPING=1");
+        g_timeout_add_seconds(5, cancel_drain, d);
+        return G_SOURCE_CONTINUE;
+    }
     if (d->stopping) {
         /* A second signal: the operator does not want to wait. */
         g_message("second signal: exiting without flushing flows");
@@ -834,6 +852,7 @@ main(int argc, char **argv)
     }
     if (d.spool)
         ots_spool_close(d.spool);
+    g_clear_object(&d.drain_cancel);
     ots_event_writer_clear(&d.sensor_writer);
     ots_buf_clear(&d.out);
     g_free(d.sensor_id_json);

@@ -3,6 +3,7 @@
 #include "core/capture/capture.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <glib-unix.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -193,7 +194,21 @@ static void
 run_live(Worker *w)
 {
     w->dlt = pcap_datalink(w->handle);
+    /* pcap's read timeout does not fire on an idle TPACKET_V3 ring: a quiet
+     * network would hold the last events (and flow expiry) until the next
+     * packet. So: non-blocking handle, poll() with our own timeout. */
+    char errbuf[PCAP_ERRBUF_SIZE];
+    int fd = pcap_get_selectable_fd(w->handle);
+    if (fd >= 0 && pcap_setnonblock(w->handle, 1, errbuf) < 0)
+        fd = -1;
     while (!g_atomic_int_get(&w->stop)) {
+        if (fd >= 0) {
+            struct pollfd pfd = {.fd = fd, .events = POLLIN};
+            if (poll(&pfd, 1, LIVE_TIMEOUT_MS) < 0 && errno != EINTR) {
+                g_message("capture on %s: poll: %s", w->name, g_strerror(errno));
+                break;
+            }
+        }
         int rc = pcap_dispatch(w->handle, 4096, pcap_cb, (u_char *)w);
         if (rc == PCAP_ERROR) {
             g_message("capture on %s failed: %s", w->name, pcap_geterr(w->handle));
