@@ -189,6 +189,12 @@ emit_sensor_event(Daemon *d, const char *reason)
         ots_event_add_uint(e, "auth_failures", us.auth_failures);
         ots_event_add_uint(e, "connects", us.connects);
         ots_event_add_uint(e, "backoff_ms", us.current_backoff_ms);
+        /* Only read a field the plugin's ABI minor has. */
+        if (((const OtsPluginHeader *)d->transport)->abi_minor >= 1 && d->transport->status) {
+            ots_event_begin_object(e, "transport_status");
+            d->transport->status(d->transport_instance, e);
+            ots_event_end_object(e);
+        }
     } else {
         ots_event_add_string(e, "transport", ots_sink_get_transport_name(d->sink));
         ots_event_add_string(e, "state", "connected");

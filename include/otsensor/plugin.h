@@ -21,7 +21,8 @@
 G_BEGIN_DECLS
 
 #define OTS_ABI_MAJOR 1
-#define OTS_ABI_MINOR 0
+/* 1.1: OtsTransportInfo.status */
+#define OTS_ABI_MINOR 1
 
 /* Kept for the names STYLE.md uses; the whole SDK shares one ABI version. */
 #define OTS_DISSECTOR_ABI_MAJOR OTS_ABI_MAJOR

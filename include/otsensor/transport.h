@@ -16,6 +16,7 @@
 
 #include <gio/gio.h>
 #include <gmodule.h>
+#include <otsensor/event.h>
 #include <otsensor/plugin.h>
 #include <otsensor/settings.h>
 
@@ -84,7 +85,12 @@ typedef struct {
                           GAsyncReadyCallback callback, gpointer user_data);
     /* (transfer full) */
     GIOStream *(*connect_finish)(gpointer self, GAsyncResult *result, GError **error);
-    gpointer reserved[16];
+    /* Since ABI 1.1 (NULL in older plugins): adds the transport's own state to
+     * the `sensor` health event, inside its `uplink.transport_status` object
+     * (per-path or per-proxy health, last errors). Main thread. Never
+     * credentials. */
+    void (*status)(gpointer self, OtsEvent *event);
+    gpointer reserved[15];
 } OtsTransportInfo;
 
 #define OTS_TRANSPORT_DEFINE(info)                                                         \
