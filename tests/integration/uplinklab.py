@@ -171,7 +171,7 @@ def sensor_config(lab, name, port, spool, *, endpoint_host="cloud.test", ca="ca.
         up.append(f'token_file = "{token_file}";')
     up.append(uplink_extra)
     text = f"""
-sensor: {{ id = "{sensor_id}"; }};
+sensor: {{ id = "{sensor_id}"; user = "nobody"; }};
 output: {{ transport = "direct"; heartbeat_interval = {heartbeat}; }};
 transports: {{ direct: {{ address = "127.0.0.1"; port = {port}; }}; }};
 spool: {{ path = "{spool}"; }};
