@@ -530,12 +530,14 @@ on_tcp_connected(GObject *source, GAsyncResult *res, gpointer data)
     start_hop(task);
 }
 
-void
-ots_proxy_chain_connect_async(OtsProxyHop *const *hops, guint n_hops, GInetAddress *bind_address,
-                              const OtsEndpoint *endpoint, guint hop_base, gpointer owner,
-                              GDestroyNotify owner_release, GCancellable *cancellable,
-                              OtsHopReportFunc report_func, gpointer report_data,
-                              GAsyncReadyCallback callback, gpointer user_data)
+/* The operation shared by both entry points; NULL when it already ended
+ * (bad arguments: the error is returned through the task). */
+static GTask *
+chain_task_new(OtsProxyHop *const *hops, guint n_hops, GInetAddress *bind_address,
+               const OtsEndpoint *endpoint, guint hop_base, gpointer owner,
+               GDestroyNotify owner_release, GCancellable *cancellable,
+               OtsHopReportFunc report_func, gpointer report_data, GAsyncReadyCallback callback,
+               gpointer user_data)
 {
     g_autoptr(GTask) task = g_task_new(NULL, cancellable, callback, user_data);
     g_task_set_source_tag(task, ots_proxy_chain_connect_async);
@@ -559,12 +561,12 @@ ots_proxy_chain_connect_async(OtsProxyHop *const *hops, guint n_hops, GInetAddre
         op->done = TRUE;
         g_task_return_new_error(task, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
                                 "no proxy to connect to");
-        return;
+        return NULL;
     }
     if (!*op->ep_host || op->ep_port == 0) {
         fail(task, G_IO_ERROR_INVALID_ARGUMENT, "no endpoint to CONNECT to (%s:%u)", op->ep_host,
              op->ep_port);
-        return;
+        return NULL;
     }
     if (cancellable) {
         if (g_cancellable_is_cancelled(cancellable))
@@ -573,6 +575,22 @@ ots_proxy_chain_connect_async(OtsProxyHop *const *hops, guint n_hops, GInetAddre
             op->cancel_source = attach(task, g_cancellable_source_new(cancellable),
                                        (GSourceFunc)(void (*)(void))on_cancelled);
     }
+    return g_steal_pointer(&task);
+}
+
+void
+ots_proxy_chain_connect_async(OtsProxyHop *const *hops, guint n_hops, GInetAddress *bind_address,
+                              const OtsEndpoint *endpoint, guint hop_base, gpointer owner,
+                              GDestroyNotify owner_release, GCancellable *cancellable,
+                              OtsHopReportFunc report_func, gpointer report_data,
+                              GAsyncReadyCallback callback, gpointer user_data)
+{
+    g_autoptr(GTask) task =
+        chain_task_new(hops, n_hops, bind_address, endpoint, hop_base, owner, owner_release,
+                       cancellable, report_func, report_data, callback, user_data);
+    if (!task)
+        return;
+    ChainOp *op = g_task_get_task_data(task);
     OtsProxyHop *first = hops[0];
     begin_step(task, STEP_TCP, first->connect_timeout_ms);
     g_autoptr(GSocketClient) client = g_socket_client_new();
@@ -585,6 +603,23 @@ ots_proxy_chain_connect_async(OtsProxyHop *const *hops, guint n_hops, GInetAddre
     g_autoptr(GSocketConnectable) addr = g_network_address_new(first->host, first->port);
     g_socket_client_connect_async(client, addr, op->step_cancel, on_tcp_connected,
                                   g_object_ref(task));
+}
+
+void
+ots_proxy_chain_connect_over_async(GIOStream *stream, OtsProxyHop *const *hops, guint n_hops,
+                                   const OtsEndpoint *endpoint, guint hop_base, gpointer owner,
+                                   GDestroyNotify owner_release, GCancellable *cancellable,
+                                   OtsHopReportFunc report_func, gpointer report_data,
+                                   GAsyncReadyCallback callback, gpointer user_data)
+{
+    g_autoptr(GTask) task =
+        chain_task_new(hops, n_hops, NULL, endpoint, hop_base, owner, owner_release, cancellable,
+                       report_func, report_data, callback, user_data);
+    if (!task)
+        return;
+    ChainOp *op = g_task_get_task_data(task);
+    op->stream = g_object_ref(stream);
+    start_hop(task);
 }
 
 GIOStream *

@@ -138,6 +138,35 @@ void ots_proxy_chain_connect_async(OtsProxyHop *const *hops, guint n_hops,
                                    gpointer user_data);
 GIOStream *ots_proxy_chain_connect_finish(GAsyncResult *result, GError **error);
 
+/* The same chain over @stream, already connected to hops[0] (the caller
+ * opened the TCP connection itself, e.g. with ots_tcp_connect_async() for a
+ * source interface): TLS to hop 1 when asked, then the CONNECTs. @stream is
+ * referenced, not closed, on failure. Finished by
+ * ots_proxy_chain_connect_finish(). */
+void ots_proxy_chain_connect_over_async(GIOStream *stream, OtsProxyHop *const *hops, guint n_hops,
+                                        const OtsEndpoint *endpoint, guint hop_base, gpointer owner,
+                                        GDestroyNotify owner_release, GCancellable *cancellable,
+                                        OtsHopReportFunc report, gpointer report_data,
+                                        GAsyncReadyCallback callback, gpointer user_data);
+
+/* ---- plain TCP ---------------------------------------------------------- */
+
+/* Opens TCP to @host:@port (a name is resolved and its addresses tried in
+ * turn, system proxy settings ignored) from @bind_address and through
+ * @bind_interface (SO_BINDTODEVICE) when set, within @timeout_ms overall;
+ * TCP keepalive on. A minimal connect for multicloud's direct paths, their
+ * probes and the first hop of their proxy paths (the `direct` plugin keeps
+ * its own, richer one: family choice, per-address budget, keepalive knobs).
+ * Errors read "cannot connect to HOST:PORT: reason (after N ms)", or say
+ * which setting failed (bind_address, bind_interface). */
+void ots_tcp_connect_async(const char *host, guint16 port, GInetAddress *bind_address,
+                           const char *bind_interface, gint64 timeout_ms, GCancellable *cancellable,
+                           GAsyncReadyCallback callback, gpointer user_data);
+GSocketConnection *ots_tcp_connect_finish(GAsyncResult *result, GError **error);
+
+/* SO_BINDTODEVICE names: 1..15 printable characters, no '/', ':' or space. */
+gboolean ots_interface_name_is_valid(const char *name);
+
 /* Source address setting shared by the plugins. */
 gboolean ots_proxy_parse_bind_address(const OtsSettings *s, GInetAddress **out, GError **error);
 
