@@ -58,6 +58,10 @@ struct _OtsUplink {
     GTask *flush_task;
     guint flush_timer;
 
+    /* The transport asked for a new session (multicloud fail-back). */
+    gboolean reconnect_wanted;
+    guint reconnect_idle;
+
     OtsUplinkStatus st;
 };
 
@@ -659,8 +663,10 @@ handle_response(OtsUplink *u)
             u->split_events = 0;
         ots_spool_batch_clear(&u->batch);
         u->busy = FALSE;
-        if (close)
+        if (close || u->reconnect_wanted) {
+            u->reconnect_wanted = FALSE;
             close_connection(u);
+        }
         flush_check(u);
         if (!u->stream)
             u->state = OTS_UPLINK_STATE_IDLE;
@@ -985,6 +991,36 @@ maybe_send(OtsUplink *u)
         u->delay_timer = g_timeout_add(u->cfg.batch_max_delay_ms, on_delay, u);
 }
 
+/* The transport's reconnect request, deferred to an idle callback so it
+ * never runs inside the transport's own code. Between batches the session
+ * ends at once; with a batch in flight, right after its acknowledgement. */
+static gboolean
+on_reconnect_idle(gpointer data)
+{
+    OtsUplink *u = data;
+    u->reconnect_idle = 0;
+    if (u->stopped || !u->stream)
+        return G_SOURCE_REMOVE;
+    if (u->busy) {
+        u->reconnect_wanted = TRUE;
+        return G_SOURCE_REMOVE;
+    }
+    close_connection(u);
+    u->state = OTS_UPLINK_STATE_IDLE;
+    maybe_send(u); /* connects at once if anything is pending, else on the next event */
+    return G_SOURCE_REMOVE;
+}
+
+static void
+on_transport_reconnect(gpointer data, const char *reason)
+{
+    OtsUplink *u = data;
+    g_message("transport %s asks for a new session: %s", u->transport->name,
+              reason ? reason : "no reason given");
+    if (!u->reconnect_idle)
+        u->reconnect_idle = g_idle_add(on_reconnect_idle, u);
+}
+
 /* --- public --- */
 
 OtsUplink *
@@ -1011,6 +1047,9 @@ ots_uplink_new(const OtsUplinkConfig *cfg, OtsSpool *spool, const OtsTransportIn
             return NULL;
         }
     }
+    /* Plugins built against ABI 1.0 have NULL in that slot anyway. */
+    if (transport->abi_minor >= 1 && transport->set_reconnect_func)
+        transport->set_reconnect_func(transport_instance, on_transport_reconnect, u);
     return u;
 }
 
@@ -1121,6 +1160,9 @@ ots_uplink_free(OtsUplink *u)
 {
     if (!u)
         return;
+    if (u->transport->abi_minor >= 1 && u->transport->set_reconnect_func)
+        u->transport->set_reconnect_func(u->instance, NULL, NULL);
+    clear_source(&u->reconnect_idle);
     close_connection(u);
     u->stopped = TRUE;
     u->state = OTS_UPLINK_STATE_STOPPED;

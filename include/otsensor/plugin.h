@@ -21,7 +21,7 @@
 G_BEGIN_DECLS
 
 #define OTS_ABI_MAJOR 1
-/* 1.1: OtsTransportInfo.status */
+/* 1.1: OtsTransportInfo.status and .set_reconnect_func */
 #define OTS_ABI_MINOR 1
 
 /* Kept for the names STYLE.md uses; the whole SDK shares one ABI version. */

@@ -67,6 +67,11 @@ typedef struct {
 
 typedef void (*OtsHopReportFunc)(const OtsHopReport *report, gpointer user_data);
 
+/* Asks the core to end the current session at the next batch boundary (no
+ * batch in flight, so nothing is sent twice) and connect again: for example
+ * when multicloud's better path has finished its hold-down. Main thread. */
+typedef void (*OtsReconnectFunc)(gpointer core_data, const char *reason);
+
 typedef struct {
     guint32 abi_major;
     guint32 abi_minor;
@@ -90,7 +95,10 @@ typedef struct {
      * (per-path or per-proxy health, last errors). Main thread. Never
      * credentials. */
     void (*status)(gpointer self, OtsEvent *event);
-    gpointer reserved[15];
+    /* Since ABI 1.1 (nullable): the core hands the transport its reconnect
+     * request function (and NULL, NULL before it lets go of the instance). */
+    void (*set_reconnect_func)(gpointer self, OtsReconnectFunc func, gpointer core_data);
+    gpointer reserved[14];
 } OtsTransportInfo;
 
 #define OTS_TRANSPORT_DEFINE(info)                                                         \

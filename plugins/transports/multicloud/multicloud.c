@@ -84,6 +84,9 @@ struct _Multi {
     GMainContext *context; /* where probes run: that of the last connect_async() */
     char *ep_host;         /* the endpoint, for probes */
     guint16 ep_port;
+    /* The core's "end this session, connect again" (ABI 1.1); main thread. */
+    OtsReconnectFunc reconnect;
+    gpointer reconnect_data;
 };
 
 /* ---- settings ---------------------------------------------------------- */
@@ -604,6 +607,7 @@ probe_done(Probe *pr, GIOStream *stream, GError *error)
         return;
     }
     gint64 now = g_get_monotonic_time();
+    gboolean fail_back = FALSE;
     if (error) {
         gboolean was_failed = p->failed;
         if (was_failed)
@@ -629,13 +633,21 @@ probe_done(Probe *pr, GIOStream *stream, GError *error)
         } else {
             p->next_probe_mono = 0;
             p->next_probe_real = 0;
-            if (!was_failed && m->active >= 0 && m->rank[p->index] < m->rank[m->active])
+            if (!was_failed && m->active >= 0 && m->rank[p->index] < m->rank[m->active]) {
                 g_message("path %s has been healthy for its hold-down (%" G_GINT64_FORMAT
-                          " s): the next connect uses it",
+                          " s): failing back to it",
                           p->name, m->hold_down_us / G_USEC_PER_SEC);
+                fail_back = TRUE;
+            }
         }
     }
+    OtsReconnectFunc reconnect = fail_back ? m->reconnect : NULL;
+    gpointer reconnect_data = m->reconnect_data;
+    g_autofree char *reason = fail_back ? g_strdup_printf("fail back to path %s", p->name) : NULL;
     g_mutex_unlock(&m->lock);
+    /* Outside the lock: the core may call connect_async from it. */
+    if (reconnect)
+        reconnect(reconnect_data, reason);
     g_clear_error(&error);
     probe_free(pr);
 }
@@ -1094,6 +1106,16 @@ multi_status(gpointer self, OtsEvent *e)
     g_mutex_unlock(&m->lock);
 }
 
+static void
+multi_set_reconnect_func(gpointer self, OtsReconnectFunc func, gpointer core_data)
+{
+    Multi *m = self;
+    g_mutex_lock(&m->lock);
+    m->reconnect = func;
+    m->reconnect_data = core_data;
+    g_mutex_unlock(&m->lock);
+}
+
 static const OtsTransportInfo multi_info = {
     .abi_major = OTS_TRANSPORT_ABI_MAJOR,
     .abi_minor = OTS_TRANSPORT_ABI_MINOR,
@@ -1110,6 +1132,7 @@ static const OtsTransportInfo multi_info = {
     .connect_async = multi_connect_async,
     .connect_finish = multi_connect_finish,
     .status = multi_status,
+    .set_reconnect_func = multi_set_reconnect_func,
 };
 
 OTS_TRANSPORT_DEFINE(multi_info)
