@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "core/event/json-writer.h"
+#include "core/event/json-inline.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -42,35 +42,6 @@ ots_buf_consume(OtsBuf *b, gsize n)
     b->len -= n;
 }
 
-static const char digit_pairs[] = "00010203040506070809101112131415161718192021222324"
-                                  "25262728293031323334353637383940414243444546474849"
-                                  "50515253545556575859606162636465666768697071727374"
-                                  "75767778798081828384858687888990919293949596979899";
-
-void
-ots_json_u64(OtsBuf *b, guint64 v)
-{
-    if (v < 10) {
-        ots_buf_putc(b, (char)('0' + v));
-        return;
-    }
-    char tmp[24];
-    int i = sizeof(tmp);
-    while (v >= 100) {
-        guint r = (guint)(v % 100);
-        v /= 100;
-        tmp[--i] = digit_pairs[r * 2 + 1];
-        tmp[--i] = digit_pairs[r * 2];
-    }
-    if (v >= 10) {
-        tmp[--i] = digit_pairs[v * 2 + 1];
-        tmp[--i] = digit_pairs[v * 2];
-    } else {
-        tmp[--i] = (char)('0' + v);
-    }
-    ots_buf_append(b, tmp + i, sizeof(tmp) - i);
-}
-
 void
 ots_json_i64(OtsBuf *b, gint64 v)
 {
@@ -90,6 +61,16 @@ ots_json_double(OtsBuf *b, double v)
         /* JSON has no NaN/Infinity. */
         ots_buf_append_lit(b, "null");
         return;
+    }
+    /* Whole numbers (most process values) print as the integer "%.17g"
+     * would give: every integer below 2^53 has at most 16 digits, so it is
+     * printed exactly and without an exponent. -0 keeps its sign below. */
+    if (v > -9007199254740992.0 && v < 9007199254740992.0) {
+        gint64 i = (gint64)v;
+        if ((double)i == v && (i != 0 || !signbit(v))) {
+            ots_json_i64(b, i);
+            return;
+        }
     }
     char tmp[40];
     int n = g_snprintf(tmp, sizeof(tmp), "%.17g", v);
@@ -153,13 +134,12 @@ word_needs_escape(guint64 w)
 }
 
 void
-ots_json_string(OtsBuf *b, const char *s, gsize len, gboolean stop_at_nul)
+ots_json_string_body(OtsBuf *b, const char *s, gsize len, gboolean stop_at_nul)
 {
     const guint8 *p = (const guint8 *)s;
-    /* Worst case 6 output bytes per input byte, plus quotes. */
-    ots_buf_reserve(b, len * 6 + 2);
+    /* Worst case 6 output bytes per input byte. */
+    ots_buf_reserve(b, len * 6);
     guint8 *o = b->data + b->len;
-    *o++ = '"';
     gsize i = 0;
     while (i < len) {
         /* Plain runs: eight bytes at a time, then byte by byte. */
@@ -218,35 +198,112 @@ ots_json_string(OtsBuf *b, const char *s, gsize len, gboolean stop_at_nul)
             i++;
         }
     }
-    *o++ = '"';
     b->len = (gsize)(o - b->data);
+}
+
+void
+ots_json_string(OtsBuf *b, const char *s, gsize len, gboolean stop_at_nul)
+{
+    ots_buf_reserve(b, len * 6 + 2);
+    b->data[b->len++] = '"';
+    ots_json_string_body(b, s, len, stop_at_nul);
+    b->data[b->len++] = '"';
+}
+
+void
+ots_json_u64(OtsBuf *b, guint64 v)
+{
+    ots_json_u64_inline(b, v);
+}
+
+static inline gboolean
+byte_is_plain(guint8 c)
+{
+    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
+/* Copies the leading plain bytes of the NUL-terminated @s to @o, writing at
+ * most @room bytes (bytes past the returned count may be scribbled on).
+ * Returns how many were copied: s[n] is then the first byte that is not
+ * plain (NUL included), or a plain byte when @room ran out. */
+static inline gsize
+copy_plain_cstr(guint8 *o, const char *s, gsize room)
+{
+    const guint8 *p = (const guint8 *)s;
+    gsize n = 0;
+#ifdef OTS_SIMD_CSTRING
+    while (n + 16 <= room) {
+        if (G_UNLIKELY(((guintptr)(p + n) & 4095) > 4096 - 16)) {
+            /* Up to the page boundary one byte at a time. */
+            gsize stop = n + (4096 - ((guintptr)(p + n) & 4095));
+            for (; n < stop; n++) {
+                if (!byte_is_plain(p[n]))
+                    return n;
+                o[n] = p[n];
+            }
+            continue;
+        }
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + n));
+        _mm_storeu_si128((__m128i *)(void *)(o + n), v);
+        guint mask = ots_simd_special_mask(v);
+        if (mask)
+            return n + (gsize)__builtin_ctz(mask);
+        n += 16;
+    }
+#endif
+    while (n < room && byte_is_plain(p[n])) {
+        o[n] = p[n];
+        n++;
+    }
+    return n;
+}
+
+void
+ots_json_cstring_slow(OtsBuf *b, const char *s, char suffix)
+{
+    /* Room for the quotes, the suffix and a few words of plain bytes. */
+    ots_buf_reserve(b, 64);
+    guint8 *o = b->data + b->len;
+    *o++ = '"';
+    for (;;) {
+        gsize room = (gsize)(b->data + b->cap - o);
+        gsize n = copy_plain_cstr(o, s, room - 2);
+        o += n;
+        s += n;
+        guint8 c = (guint8)*s;
+        if (G_LIKELY(c == 0))
+            break;
+        b->len = (gsize)(o - b->data);
+        if (byte_is_plain(c)) {
+            /* Out of room: grow and go on. */
+            ots_buf_reserve(b, 64);
+            o = b->data + b->len;
+            continue;
+        }
+        /* Something to escape: the general path for the rest. */
+        ots_json_string_body(b, s, strlen(s), FALSE);
+        ots_buf_reserve(b, 2);
+        o = b->data + b->len;
+        break;
+    }
+    *o++ = '"';
+    if (suffix)
+        *o++ = (guint8)suffix;
+    b->len = (gsize)(o - b->data);
+}
+
+void
+ots_json_cstring(OtsBuf *b, const char *s)
+{
+    ots_json_cstring_inline(b, s, 0);
 }
 
 void
 ots_json_key(OtsBuf *b, const char *key)
 {
-    /* Keys are short static identifiers: copy them in one pass without
-     * strlen, falling back to full escaping on the first odd byte. */
-    ots_buf_reserve(b, 64);
-    guint8 *o = b->data + b->len;
-    gsize avail = b->cap - b->len;
-    *o++ = '"';
-    gsize i = 0;
-    for (; i + 3 < avail; i++) {
-        guint8 c = (guint8)key[i];
-        if (c == 0) {
-            *o++ = '"';
-            *o++ = ':';
-            b->len = (gsize)(o - b->data);
-            return;
-        }
-        if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\')
-            break;
-        *o++ = c;
-    }
-    /* Long or unusual key: the general path. */
-    ots_json_string(b, key, strlen(key), FALSE);
-    ots_buf_putc(b, ':');
+    /* Keys are short static identifiers: copied a word at a time without a
+     * separate strlen. */
+    ots_json_cstring_inline(b, key, ':');
 }
 
 void

@@ -66,6 +66,10 @@ void ots_json_double(OtsBuf *b, double v);
  * Stops at a NUL byte when @stop_at_nul. */
 void ots_json_string(OtsBuf *b, const char *s, gsize len, gboolean stop_at_nul);
 
+/* The same for a NUL-terminated string (equal to ots_json_string(b, s,
+ * strlen(s), FALSE), in one pass). */
+void ots_json_cstring(OtsBuf *b, const char *s);
+
 /* "key": */
 void ots_json_key(OtsBuf *b, const char *key);
 

@@ -311,20 +311,25 @@ expect_end(Walk *w, OtsReader *r)
 }
 
 static void
-put_object(Walk *w, const char *prefix, guint32 type, guint32 instance)
+put_object(Walk *w, guint32 type, guint32 instance)
 {
     if (!w->e)
         return;
-    char k[64];
-    g_snprintf(k, sizeof(k), "%sobject_type", prefix);
-    ots_event_add_uint(w->e, k, type);
+    ots_event_add_uint(w->e, "object_type", type);
     const char *name = bacnet_object_type_name(type);
-    if (name) {
-        g_snprintf(k, sizeof(k), "%sobject_type_name", prefix);
-        ots_event_add_string(w->e, k, name);
-    }
-    g_snprintf(k, sizeof(k), "%sobject_instance", prefix);
-    ots_event_add_uint(w->e, k, instance);
+    if (name)
+        ots_event_add_string(w->e, "object_type_name", name);
+    ots_event_add_uint(w->e, "object_instance", instance);
+}
+
+/* Two decimal digits of @v (< 100) at @o; formatted by hand since dates and
+ * times are on the per-event path. */
+static char *
+put_2digits(char *o, guint v)
+{
+    *o++ = (char)('0' + v / 10);
+    *o++ = (char)('0' + v % 10);
+    return o;
 }
 
 static void
@@ -337,36 +342,44 @@ put_property(Walk *w, guint64 prop)
 static void
 put_date(Walk *w, const char *k, const guint8 *p)
 {
-    char buf[32];
-    char y[8], m[4], d[4];
-    if (p[0] == 255)
-        g_strlcpy(y, "*", sizeof(y));
-    else
-        g_snprintf(y, sizeof(y), "%04u", 1900u + p[0]);
+    /* yyyy-mm-dd, '*' for an unspecified part */
+    char buf[16];
+    char *o = buf;
+    if (p[0] == 255) {
+        *o++ = '*';
+    } else {
+        guint y = 1900u + p[0];
+        o = put_2digits(o, y / 100);
+        o = put_2digits(o, y % 100);
+    }
+    *o++ = '-';
     if (p[1] == 255 || p[1] > 14)
-        g_strlcpy(m, "*", sizeof(m));
+        *o++ = '*';
     else
-        g_snprintf(m, sizeof(m), "%02u", p[1]);
+        o = put_2digits(o, p[1]);
+    *o++ = '-';
     if (p[2] == 255 || p[2] > 34)
-        g_strlcpy(d, "*", sizeof(d));
+        *o++ = '*';
     else
-        g_snprintf(d, sizeof(d), "%02u", p[2]);
-    g_snprintf(buf, sizeof(buf), "%s-%s-%s", y, m, d);
+        o = put_2digits(o, p[2]);
+    *o = 0;
     put_string(w, k, buf);
 }
 
 static void
 put_time(Walk *w, const char *k, const guint8 *p)
 {
-    char buf[32];
-    char part[4][4];
+    /* hh:mm:ss.cc, '*' for an unspecified part */
+    static const char sep[4] = {':', ':', '.', 0};
+    char buf[16];
+    char *o = buf;
     for (guint i = 0; i < 4; i++) {
         if (p[i] == 255 || p[i] > 99)
-            g_strlcpy(part[i], "*", sizeof(part[i]));
+            *o++ = '*';
         else
-            g_snprintf(part[i], sizeof(part[i]), "%02u", p[i]);
+            o = put_2digits(o, p[i]);
+        *o++ = sep[i];
     }
-    g_snprintf(buf, sizeof(buf), "%s:%s:%s.%s", part[0], part[1], part[2], part[3]);
     put_string(w, k, buf);
 }
 
@@ -503,7 +516,7 @@ put_primitive(Walk *w, const Tag *t, const guint8 *p)
         if (t->len == 4) {
             guint32 v = ((guint32)p[0] << 24) | ((guint32)p[1] << 16) | ((guint32)p[2] << 8) | p[3];
             begin_object(w, "value");
-            put_object(w, "", v >> 22, v & 0x3fffff);
+            put_object(w, v >> 22, v & 0x3fffff);
             end_object(w);
         } else {
             bacnet_problem(w, "bad_tag", "object identifier of %u bytes", t->len);
@@ -577,7 +590,7 @@ walk_object_property(Walk *w, OtsReader *r, guint8 ctx_oid, guint8 ctx_prop, gui
     guint64 prop, index;
     if (!take_oid(w, r, TRUE, ctx_oid, "object identifier", &type, &instance))
         return FALSE;
-    put_object(w, "", type, instance);
+    put_object(w, type, instance);
     if (!take_uint(w, r, TRUE, ctx_prop, FALSE, "property identifier", &prop))
         return FALSE;
     put_property(w, prop);
@@ -666,7 +679,7 @@ rpm_request_object(Walk *w, OtsReader *r)
     guint32 type, instance;
     if (!take_oid(w, r, TRUE, 0, "object identifier", &type, &instance))
         return FALSE;
-    put_object(w, "", type, instance);
+    put_object(w, type, instance);
     if (!take_open(w, r, 1, FALSE, "property references"))
         return FALSE;
     walk_list(w, r, "properties", 1, rpm_request_property);
@@ -703,7 +716,7 @@ rpm_ack_object(Walk *w, OtsReader *r)
     guint32 type, instance;
     if (!take_oid(w, r, TRUE, 0, "object identifier", &type, &instance))
         return FALSE;
-    put_object(w, "", type, instance);
+    put_object(w, type, instance);
     if (w->facts) {
         w->facts->device_object = type == OBJECT_DEVICE;
         w->facts->instance = instance;
@@ -735,7 +748,7 @@ wpm_object(Walk *w, OtsReader *r)
     guint32 type, instance;
     if (!take_oid(w, r, TRUE, 0, "object identifier", &type, &instance))
         return FALSE;
-    put_object(w, "", type, instance);
+    put_object(w, type, instance);
     if (!take_open(w, r, 1, FALSE, "property values"))
         return FALSE;
     walk_list(w, r, "properties", 1, wpm_property);
@@ -752,7 +765,7 @@ walk_subscribe_cov(Walk *w, OtsReader *r)
     put_uint(w, "process_id", pid);
     if (!take_oid(w, r, TRUE, 1, "monitored object", &type, &instance))
         return;
-    put_object(w, "", type, instance);
+    put_object(w, type, instance);
     gboolean confirmed = take_uint(w, r, TRUE, 2, TRUE, "issue confirmed", &v);
     if (confirmed)
         put_bool(w, "issue_confirmed_notifications", v != 0);
@@ -781,7 +794,7 @@ walk_cov_notification(Walk *w, OtsReader *r)
     put_uint(w, "initiating_device_instance", instance);
     if (!take_oid(w, r, TRUE, 2, "monitored object", &type, &instance))
         return;
-    put_object(w, "", type, instance);
+    put_object(w, type, instance);
     if (!take_uint(w, r, TRUE, 3, FALSE, "time remaining", &remaining))
         return;
     put_uint(w, "time_remaining", remaining);
@@ -870,7 +883,7 @@ walk_atomic_file_request(Walk *w, OtsReader *r, gboolean write)
     guint32 type, instance;
     if (!take_oid(w, r, FALSE, TAG_OBJECT_ID, "file identifier", &type, &instance))
         return;
-    put_object(w, "", type, instance);
+    put_object(w, type, instance);
     walk_file_access(w, r, write, FALSE);
 }
 
@@ -921,7 +934,7 @@ walk_i_am(Walk *w, OtsReader *r, IAm *out)
     IAm a;
     if (!take_oid(w, r, FALSE, TAG_OBJECT_ID, "device identifier", &type, &a.instance))
         return FALSE;
-    put_object(w, "", type, a.instance);
+    put_object(w, type, a.instance);
     if (type != OBJECT_DEVICE)
         bacnet_problem(w, "bad_value", "i-am for object type %u", type);
     if (!take_uint(w, r, FALSE, TAG_UNSIGNED, FALSE, "max APDU length", &a.max_apdu))
@@ -957,7 +970,7 @@ walk_who_has(Walk *w, OtsReader *r)
         if (w->e && name)
             ots_event_add_string_len(w->e, "object_name", name, MIN(len, 256u));
     } else if (take_oid(w, r, TRUE, 2, "object identifier or name", &type, &instance)) {
-        put_object(w, "", type, instance);
+        put_object(w, type, instance);
     } else {
         return;
     }
@@ -975,7 +988,7 @@ walk_i_have(Walk *w, OtsReader *r)
     put_uint(w, "device_instance", instance);
     if (!take_oid(w, r, FALSE, TAG_OBJECT_ID, "object identifier", &type, &instance))
         return;
-    put_object(w, "", type, instance);
+    put_object(w, type, instance);
     if (!take_string(w, r, FALSE, TAG_CHARACTER_STRING, FALSE, "object name", &name, &len))
         return;
     if (w->e && name)

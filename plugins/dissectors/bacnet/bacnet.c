@@ -145,6 +145,10 @@ typedef struct {
     GQueue pending;
     BvlcPending bvlc[2]; /* per requester direction */
     gint64 last_expiry;
+    /* The last finished request, kept for the next one with its request
+     * buffer: most flows are one request at a time, so this saves three
+     * allocations per transaction. */
+    Pending *spare;
 } BacnetState;
 
 /* One answer to a confirmed request. */
@@ -593,18 +597,40 @@ handle_unconfirmed(OtsSession *s, OtsDirection dir, const Hdr *h, const Apdu *a)
 
 /* ---- pairing ----------------------------------------------------------- */
 
+/* A kept request buffer is at most this long (the memory a flow holds). */
+#define SPARE_REQ_MAX 256
+
 static void
-pending_free(Pending *p)
+pending_free(BacnetState *st, Pending *p)
 {
-    if (p->req)
-        g_byte_array_unref(p->req);
     if (p->resp)
-        g_byte_array_unref(p->resp);
+        g_byte_array_unref(g_steal_pointer(&p->resp));
     seglist_clear(&p->req_segs);
     seglist_clear(&p->req_acks);
     seglist_clear(&p->resp_segs);
     seglist_clear(&p->resp_acks);
+    if (st && !st->spare && (!p->req || p->req->len <= SPARE_REQ_MAX)) {
+        if (p->req)
+            g_byte_array_set_size(p->req, 0);
+        st->spare = p;
+        return;
+    }
+    if (p->req)
+        g_byte_array_unref(p->req);
     g_free(p);
+}
+
+/* A zeroed Pending; its request buffer, if any, is empty. */
+static Pending *
+pending_alloc(BacnetState *st)
+{
+    Pending *p = g_steal_pointer(&st->spare);
+    if (!p)
+        return g_new0(Pending, 1);
+    GByteArray *req = p->req;
+    memset(p, 0, sizeof(*p));
+    p->req = req;
+    return p;
 }
 
 static Pending *
@@ -640,7 +666,7 @@ pending_finish(OtsSession *s, BacnetState *st, Pending *p)
     } else if (p->has_request) {
         emit_confirmed(s, p, NULL);
     }
-    pending_free(p);
+    pending_free(st, p);
 }
 
 static Pending *
@@ -651,7 +677,7 @@ pending_new(OtsSession *s, BacnetState *st, OtsDirection dir, guint8 invoke_id)
         pending_finish(s, st, old); /* the invoke id was reused: the old one is given up */
     if (st->pending.length >= MAX_PENDING)
         pending_finish(s, st, st->pending.head->data);
-    Pending *p = g_new0(Pending, 1);
+    Pending *p = pending_alloc(st);
     p->link.data = p;
     p->ts = p->last = ots_session_get_time(s);
     p->dir = dir;
@@ -724,7 +750,8 @@ handle_confirmed(OtsSession *s, BacnetState *st, OtsDirection dir, const Hdr *h,
         bacnet_problem(w, "unknown_service", "confirmed service choice %u", a->service);
     if (!a->seg) {
         Pending *p = request_new(s, st, dir, h, a);
-        p->req = g_byte_array_sized_new((guint)a->body_len);
+        if (!p->req)
+            p->req = g_byte_array_sized_new((guint)a->body_len);
         g_byte_array_append(p->req, a->body, (guint)a->body_len);
         p->req_done = TRUE;
         return;
@@ -864,7 +891,7 @@ handle_answer(OtsSession *s, BacnetState *st, OtsDirection dir, const Hdr *h, co
     if (p) {
         g_queue_unlink(&st->pending, &p->link);
         emit_confirmed(s, p, &resp);
-        pending_free(p);
+        pending_free(st, p);
     } else {
         Pending orphan = {.dir = req_dir, .invoke_id = a->invoke_id};
         emit_confirmed(s, &orphan, &resp);
@@ -1362,7 +1389,9 @@ bacnet_state_free(gpointer state)
     BacnetState *st = state;
     GList *l;
     while ((l = g_queue_pop_head_link(&st->pending)))
-        pending_free(l->data);
+        pending_free(NULL, l->data);
+    if (st->spare)
+        pending_free(NULL, st->spare);
     g_free(st);
 }
 

@@ -677,7 +677,10 @@ static void
 handle_response(OtsSession *s, EnipState *st, OtsReader *msg, OtsDirection dir)
 {
     Check c = {.s = s, .dir = dir};
-    EncapMsg *rsp = g_new0(EncapMsg, 1);
+    /* On the stack: a reply lives only for this call (a few KiB). */
+    EncapMsg rsp_msg;
+    memset(&rsp_msg, 0, sizeof(rsp_msg));
+    EncapMsg *rsp = &rsp_msg;
     /* Peek the header to find the request, then parse with its context. */
     OtsReader h = *msg;
     ots_reader_get_u16_le(&h, &rsp->command);
@@ -717,7 +720,6 @@ handle_response(OtsSession *s, EnipState *st, OtsReader *msg, OtsDirection dir)
     }
     emit_transaction(s, p ? &p->req : NULL, rsp, p ? OTS_TX_OK : OTS_TX_NO_REQUEST);
     g_free(p);
-    g_free(rsp);
 }
 
 /* ListIdentity and friends go to a broadcast address over UDP; a reply

@@ -3,6 +3,8 @@
 
 #include <CUnit/CUnit.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static char *
 str_of(const OtsBuf *b)
@@ -216,7 +218,67 @@ test_names(void)
     CU_ASSERT_STRING_EQUAL(ots_event_type_to_string(OTS_EVENT_SENSOR), "sensor");
 }
 
+/* The NUL-terminated fast paths (keys, C strings) load several bytes at a
+ * time: checked against the explicit-length path on strings that end right
+ * before an inaccessible page, with every byte position holding an escape. */
+static void
+test_cstring_guard_page(void)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    guint8 *mem = mmap(NULL, (size_t)pg * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                       -1, 0);
+    CU_ASSERT_FATAL(mem != MAP_FAILED);
+    CU_ASSERT_FATAL(mprotect(mem + pg, (size_t)pg, PROT_NONE) == 0);
+    static const char specials[] = {'"', '\\', '\n', 0x01, (char)0xc3};
+    for (gsize len = 0; len <= 40; len++) {
+        for (gsize pos = 0; pos <= len; pos++) {
+            for (gsize k = 0; k < sizeof(specials); k++) {
+                char *str = (char *)mem + pg - (len + 1);
+                memset(str, 'a', len);
+                if (pos < len)
+                    str[pos] = specials[k];
+                str[len] = 0;
+                OtsBuf want = {0}, got = {0}, key = {0}, keywant = {0};
+                ots_json_string(&want, str, strlen(str), FALSE);
+                ots_json_cstring(&got, str);
+                ots_json_key(&key, str);
+                ots_json_string(&keywant, str, strlen(str), FALSE);
+                ots_buf_putc(&keywant, ':');
+                CU_ASSERT_EQUAL(got.len, want.len);
+                CU_ASSERT(got.len == want.len && memcmp(got.data, want.data, want.len) == 0);
+                CU_ASSERT(key.len == keywant.len && memcmp(key.data, keywant.data, key.len) == 0);
+                ots_buf_clear(&want);
+                ots_buf_clear(&got);
+                ots_buf_clear(&key);
+                ots_buf_clear(&keywant);
+            }
+        }
+    }
+    munmap(mem, (size_t)pg * 2);
+}
+
+static void
+test_double_forms(void)
+{
+    static const struct {
+        double v;
+        const char *want;
+    } cases[] = {{5, "5"}, {-0.0, "-0"}, {9007199254740992.0, "9007199254740992"},
+                 {1e16, "10000000000000000"}, {0.1, "0.10000000000000001"}, {-2.5, "-2.5"}};
+    for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+        OtsBuf b = {0};
+        ots_json_double(&b, cases[i].v);
+        g_autofree char *s = str_of(&b);
+        if (strcmp(s, cases[i].want) != 0)
+            g_printerr("double %.17g -> %s, want %s\n", cases[i].v, s, cases[i].want);
+        CU_ASSERT_STRING_EQUAL(s, cases[i].want);
+        ots_buf_clear(&b);
+    }
+}
+
 static CU_TestInfo event_tests[] = {
+    {"NUL-terminated fast paths before a guard page", test_cstring_guard_page},
+    {"double formatting", test_double_forms},
     {"json string escaping and UTF-8", test_escaping},
     {"string stops at NUL", test_stop_at_nul},
     {"numbers", test_numbers},

@@ -290,6 +290,61 @@ test_write_property(void)
     CU_ASSERT_EQUAL(alerts(h, "bad_value"), 1);
 }
 
+/* A finished request's memory serves the next one (bacnet.c keeps one):
+ * nothing of the earlier request may show in the later ones, whatever
+ * their sizes (a body over the kept bound is not kept). */
+static void
+test_request_memory_reused(void)
+{
+    g_autoptr(OtsHarness) h = harness();
+    /* write property with a long body, then a short read property */
+    send_apdu(h, A,
+              BYTES(0x00, 0x05, 0x04, 0x0f, 0x0c, 0x00, 0x40, 0x00, 0x01, 0x19, 0x55, 0x3e, 0x44,
+                    0x42, 0xc8, 0x00, 0x00, 0x3f, 0x49, 0x08));
+    send_apdu(h, B, BYTES(0x20, 0x04, 0x0f));
+    send_apdu(h, A, BYTES(0x02, 0x03, 0x01, 0x0c, 0x0c, 0x00, 0x00, 0x00, 0x01, 0x19, 0x55));
+    send_apdu(h, B,
+              BYTES(0x30, 0x01, 0x0c, 0x0c, 0x00, 0x00, 0x00, 0x01, 0x19, 0x55, 0x3e, 0x44, 0x42,
+                    0x28, 0x00, 0x00, 0x3f));
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 2);
+    gint i = tx(h, 1);
+    FIELD(h, i, "function_name", "\"read_property\"");
+    FIELD(h, i, "bacnet.request.invoke_id", "1");
+    FIELD(h, i, "bacnet.request.max_apdu_length_accepted", "480");
+    FIELD(h, i, "bacnet.request.segmented_response_accepted", "true");
+    FIELD(h, i, "bacnet.request.object_type_name", "\"analog_input\"");
+    ABSENT(h, i, "bacnet.request.value");
+    ABSENT(h, i, "bacnet.request.priority");
+    FIELD(h, i, "bacnet.response.value", "42");
+
+    /* a 300-byte character string value: over the kept bound */
+    guint8 big[320] = {0x00, 0x05, 0x06, 0x0f, 0x0c, 0x00, 0x40, 0x00, 0x01,
+                       0x19, 0x4d, 0x3e, 0x75, 0xfe, 0x01, 0x2d, 0x00};
+    gsize n = 17;
+    memset(big + n, 'a', 300);
+    n += 300;
+    big[n++] = 0x3f;
+    send_apdu(h, A, big, n);
+    send_apdu(h, B, BYTES(0x20, 0x06, 0x0f));
+    send_apdu(h, A, BYTES(0x00, 0x05, 0x07, 0x0c, 0x0c, 0x00, 0x00, 0x00, 0x02, 0x19, 0x55));
+    send_apdu(h, B, BYTES(0x20, 0x07, 0x0c));
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 4);
+    i = tx(h, 2);
+    FIELD(h, i, "bacnet.request.property", "\"object_name\"");
+    char want[259]; /* string values are cut at 256 bytes */
+    want[0] = '"';
+    memset(want + 1, 'a', 256);
+    want[257] = '"';
+    want[258] = 0;
+    FIELD(h, i, "bacnet.request.value", want);
+    i = tx(h, 3);
+    FIELD(h, i, "bacnet.request.invoke_id", "7");
+    FIELD(h, i, "bacnet.request.object_instance", "2");
+    FIELD(h, i, "bacnet.request.max_apdu_length_accepted", "1476");
+    FIELD(h, i, "bacnet.request.segmented_response_accepted", "false");
+    ABSENT(h, i, "bacnet.request.value");
+}
+
 static void
 test_write_property_multiple(void)
 {
@@ -1203,6 +1258,7 @@ static CU_TestInfo bacnet_tests[] = {
     {"read property multiple (14)", test_read_property_multiple},
     {"write property (15), priority", test_write_property},
     {"write property multiple (16)", test_write_property_multiple},
+    {"a finished request's memory reused", test_request_memory_reused},
     {"error, reject, abort", test_error_reject_abort},
     {"reinitialize device, DCC: no password", test_reinitialize_and_dcc},
     {"atomic read/write file", test_atomic_files},
