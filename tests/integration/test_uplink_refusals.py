@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
 """Refusals, each with a clear error and no data loss: a TLS 1.1-only
-server, an unknown CA, a wrong host name, a pin mismatch, a missing client
+server, an unknown CA, a wrong host name, an expired server certificate, a
+pin mismatch, a missing client
 certificate, and a wrong bearer token. Each case runs a live sensor (a
 `sensor` event every second: events keep coming) against the refusing peer;
 after SIGTERM it must exit 75 (EX_TEMPFAIL) with the events still in its
@@ -58,6 +59,7 @@ try:
     good = Collector(lab, lab.path("out-good"), extra=["--token-file", token_file]).start()
     unknown_ca = Collector(lab, lab.path("out-ca2"), cert="ca2-server").start()
     wrong_host = Collector(lab, lab.path("out-other"), cert="other-host").start()
+    expired = Collector(lab, lab.path("out-expired"), cert="expired").start()
     tls11_port = free_port()
     tls11 = lab.track(subprocess.Popen(
         ["openssl", "s_server", "-accept", f"127.0.0.1:{tls11_port}", "-cert", os.path.join(pki, "server.crt"),
@@ -72,6 +74,7 @@ try:
         "tls11": (tls11_port, {}, [("protocol version",)], False),
         "unknown-ca": (unknown_ca.port, {}, [("unknown ca",)], False),
         "wrong-host": (wrong_host.port, {}, [("name mismatch",), ("cloud.test",)], False),
+        "expired": (expired.port, {}, [("expired",)], False),
         "pin": (good.port, {"pins": [wrong_pin], "token_file": token_file}, [("pin mismatch",)], False),
         "no-client-cert": (good.port, {"client": False, "token_file": token_file},
                            [("authentication failed",), ("client certificate",)], True),
