@@ -4,6 +4,7 @@
 #include "ots-build-config.h"
 #include "core/capture/capture.h"
 #include "core/config/config.h"
+#include "core/control/server.h"
 #include "core/dissect/dissect.h"
 #include "core/log.h"
 #include "core/notify.h"
@@ -56,6 +57,9 @@ typedef struct {
     GCancellable *drain_cancel; /* the end-of-input drain, cut short by a signal */
     const char *config_path;
     const char *log_override;
+    /* control socket (otsensorctl) */
+    OtsControlServer *control;
+    const OtsPluginSet *plugins;
 } Daemon;
 
 static void
@@ -114,9 +118,9 @@ sensor_batch(OtsEventBatch *batch, gpointer user)
 /* The `sensor` health event: capture and drop counters, queue drops,
  * events by type, anomalies, output state. */
 static void
-emit_sensor_event(Daemon *d, const char *reason)
+write_sensor_event(Daemon *d, OtsEventWriter *w, const char *reason)
 {
-    OtsEvent *e = ots_event_writer_begin(&d->sensor_writer, OTS_EVENT_SENSOR, g_get_real_time());
+    OtsEvent *e = ots_event_writer_begin(w, OTS_EVENT_SENSOR, g_get_real_time());
     ots_event_add_string(e, "reason", reason);
     ots_event_add_string(e, "version", OTS_VERSION);
     const char *site = NULL;
@@ -221,7 +225,13 @@ emit_sensor_event(Daemon *d, const char *reason)
         ots_event_end_object(e);
     }
     ots_event_commit(e);
-    ots_event_writer_flush(&d->sensor_writer);
+    ots_event_writer_flush(w);
+}
+
+static void
+emit_sensor_event(Daemon *d, const char *reason)
+{
+    write_sensor_event(d, &d->sensor_writer, reason);
 }
 
 static gboolean
@@ -302,27 +312,24 @@ on_signal(gpointer user)
     return G_SOURCE_CONTINUE;
 }
 
-/* SIGHUP: parse and validate the whole file first; on any error keep running
- * as before and say file:line. Then apply what can change live: log levels
- * and the uplink's TLS files and batching (certificates are re-read).
- * Transport switching and the rest come with the control socket. */
+/* SIGHUP and `otsensorctl reload`: parse and validate the whole file first;
+ * on any error keep running as before and say file:line (log and @error).
+ * Then apply what can change live: log levels and the uplink's TLS files and
+ * batching (certificates are re-read). Transport switching comes later. */
 static gboolean
-on_reload(gpointer user)
+daemon_reload(Daemon *d, GError **error)
 {
-    Daemon *d = user;
     ots_notify("RELOADING=1");
     g_autoptr(GError) err = NULL;
+    g_autoptr(OtsConfig) next = NULL;
     if (!d->config_path) {
-        g_message("reload: no configuration file (-c) to re-read");
-        ots_notify("READY=1");
-        return G_SOURCE_CONTINUE;
+        g_set_error_literal(&err, OTS_CONFIG_ERROR, OTS_CONFIG_ERROR_MISSING,
+                            "no configuration file (-c) to re-read");
+        goto refused;
     }
-    g_autoptr(OtsConfig) next = ots_config_load_file(d->config_path, &err);
-    if (!next) {
-        g_message("reload refused, still running the previous configuration: %s", err->message);
-        ots_notify("READY=1");
-        return G_SOURCE_CONTINUE;
-    }
+    next = ots_config_load_file(d->config_path, &err);
+    if (!next)
+        goto refused;
     const OtsSettings *root = ots_config_get_root(next);
     if (d->uplink) {
         OtsUplinkConfig ucfg;
@@ -330,21 +337,111 @@ on_reload(gpointer user)
         gboolean ok = ots_uplink_config_from_settings(root, &ucfg, &err) &&
                       ots_uplink_reconfigure(d->uplink, &ucfg, &err);
         ots_uplink_config_clear(&ucfg);
-        if (!ok) {
-            g_message("reload refused, still running the previous configuration: %s",
-                      err->message);
-            ots_notify("READY=1");
-            return G_SOURCE_CONTINUE;
-        }
+        if (!ok)
+            goto refused;
     }
-    if (!ots_log_configure(root, d->log_override, &err))
+    if (!ots_log_configure(root, d->log_override, &err)) {
         g_message("reload: logging: %s", err->message);
+        g_clear_error(&err);
+    }
     ots_config_free(d->config);
     d->config = g_steal_pointer(&next);
     g_message("reloaded %s", d->config_path);
     ots_notify("READY=1");
+    return TRUE;
+refused:
+    g_message("reload refused, still running the previous configuration: %s", err->message);
+    ots_notify("READY=1");
+    g_propagate_error(error, g_steal_pointer(&err));
+    return FALSE;
+}
+
+static gboolean
+on_reload(gpointer user)
+{
+    daemon_reload(user, NULL);
     return G_SOURCE_CONTINUE;
 }
+
+/* ---- control socket (otsensorctl): what the daemon lends core/control ---- */
+
+static void
+take_batch(OtsEventBatch *batch, gpointer user)
+{
+    OtsEventBatch **slot = user;
+    ots_event_batch_free(*slot);
+    *slot = batch;
+}
+
+/* `status` is the `sensor` health event's body, built on demand. */
+static char *
+control_status(gpointer user)
+{
+    Daemon *d = user;
+    OtsEventBatch *batch = NULL;
+    OtsEventWriter w;
+    ots_event_writer_init(&w, 1, take_batch, &batch);
+    write_sensor_event(d, &w, "status");
+    ots_event_writer_clear(&w);
+    gsize off = 0;
+    const OtsEventRecord *rec;
+    const char *body;
+    char *json = NULL;
+    if (batch && ots_event_batch_next(batch, &off, &rec, &body))
+        json = g_strdup_printf("{%.*s", (int)rec->len, body);
+    ots_event_batch_free(batch);
+    return json;
+}
+
+static gboolean
+control_reload(gpointer user, GError **error)
+{
+    return daemon_reload(user, error);
+}
+
+static const OtsSettings *
+control_settings(gpointer user)
+{
+    return ots_config_get_root(((Daemon *)user)->config);
+}
+
+static const char *
+control_transport(gpointer user)
+{
+    Daemon *d = user;
+    return d->uplink ? d->transport->name : ots_sink_get_transport_name(d->sink);
+}
+
+/* A sensor without its control socket still captures: failing is logged
+ * (quietly for offline reads, which seldom have /run/otsensor). */
+static void
+control_start(Daemon *d, gboolean offline)
+{
+    const OtsSettings *root = ots_config_get_root(d->config);
+    gboolean enabled = TRUE;
+    ots_settings_get_bool(root, "control.enabled", &enabled);
+    if (!enabled)
+        return;
+    OtsControlServerConfig cc = {.path = "/run/otsensor/control.sock"};
+    ots_settings_get_string(root, "control.socket", &cc.path);
+    ots_settings_get_string(root, "control.group", &cc.group);
+    OtsControlProvider prov = {
+        .status = control_status,
+        .reload = control_reload,
+        .settings = control_settings,
+        .active_transport = control_transport,
+        .plugins = d->plugins,
+        .user = d,
+    };
+    g_autoptr(GError) err = NULL;
+    d->control = ots_control_server_new(&cc, &prov, &err);
+    if (!d->control && offline)
+        g_info("no control socket: %s", err->message);
+    else if (!d->control)
+        g_message("no control socket: %s", err->message);
+}
+
+/* ---- end of control socket ---- */
 
 /* Gives the spool directory to the user we are about to become, so the
  * daemon can still create segments after dropping root. */
@@ -721,6 +818,7 @@ main(int argc, char **argv)
     d.config = g_steal_pointer(&config);
     d.config_path = config_path;
     d.log_override = log_level;
+    d.plugins = plugins;
     d.started = g_get_monotonic_time();
     d.loop = g_main_loop_new(NULL, FALSE);
     const char *sensor_id = "otsensor";
@@ -833,6 +931,7 @@ main(int argc, char **argv)
     g_timeout_add(500, on_progress, &d);
 
     ots_pipeline_start(d.pipeline);
+    control_start(&d, files->len > 0);
     ots_notify("READY=1");
     guint watchdog = ots_notify_watchdog_add();
     if (!d.done)
@@ -850,6 +949,7 @@ main(int argc, char **argv)
         ots_summary_finish(d.summary, d.pipeline, d.events);
         ots_summary_free(d.summary);
     }
+    ots_control_server_free(d.control);
     ots_pipeline_free(d.pipeline);
     ots_sink_free(d.sink);
     if (d.uplink) {

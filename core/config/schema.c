@@ -283,6 +283,24 @@ static const OtsSettingSpec logging_spec[] = {
     {NULL},
 };
 
+static const OtsSettingSpec control_spec[] = {
+    {.name = "enabled",
+     .type = OTS_SETTING_BOOL,
+     .help = "serve the control socket (otsensorctl)"},
+    {.name = "socket",
+     .type = OTS_SETTING_STRING,
+     .min = 1,
+     .max = 107,
+     .help = "path of the control socket (a UNIX socket path holds at most 107 bytes)"},
+    {.name = "group",
+     .type = OTS_SETTING_STRING,
+     .min = 0,
+     .max = 64,
+     .help = "members of this group may use the control socket (\"\": root and the daemon's "
+             "user only)"},
+    {NULL},
+};
+
 static const OtsSettingSpec core_spec[] = {
     {.name = "sensor", .type = OTS_SETTING_GROUP, .required = TRUE, .children = sensor_spec},
     {.name = "capture", .type = OTS_SETTING_GROUP, .children = capture_spec},
@@ -295,6 +313,7 @@ static const OtsSettingSpec core_spec[] = {
     /* Each transport plugin validates its own group. */
     {.name = "transports", .type = OTS_SETTING_MAP, .children = NULL},
     {.name = "logging", .type = OTS_SETTING_GROUP, .children = logging_spec},
+    {.name = "control", .type = OTS_SETTING_GROUP, .children = control_spec},
     {NULL},
 };
 
@@ -380,6 +399,11 @@ const char ots_config_default_text[] = "sensor: {\n"
                                        "logging: {\n"
                                        "  level = \"message\";\n"
                                        "  modules: { };\n"
+                                       "};\n"
+                                       "control: {\n"
+                                       "  enabled = true;\n"
+                                       "  socket = \"/run/otsensor/control.sock\";\n"
+                                       "  group = \"\";\n"
                                        "};\n";
 
 /* The keys an element of a list leaves out answer from here. */

@@ -1,0 +1,425 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* otsensorctl: talks to a running otsensord over its control socket (one
+ * JSON request line, one JSON reply line) and prints the answer as tables,
+ * or as JSON for scripts. */
+#include "ots-build-config.h"
+
+#include <gio/gio.h>
+#include <gio/gunixsocketaddress.h>
+#include <grp.h>
+#include <json-glib/json-glib.h>
+#include <locale.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sysexits.h>
+
+#define DEFAULT_SOCKET "/run/otsensor/control.sock"
+/* A status with many capture sources is some KiB; more is not a reply. */
+#define MAX_REPLY (16 * 1024 * 1024)
+#define EXIT_FAILED 1
+
+static const char *socket_path = DEFAULT_SOCKET;
+static gboolean json_out;
+
+/* The daemon opens the socket to its group (0660) only when control.group
+ * is set; otherwise it is 0600. */
+static char *
+socket_group(char **owner)
+{
+    struct stat st;
+    if (stat(socket_path, &st) != 0)
+        return NULL;
+    struct passwd *pw = getpwuid(st.st_uid);
+    *owner = pw ? g_strdup(pw->pw_name) : g_strdup_printf("uid %u", (guint)st.st_uid);
+    if (!(st.st_mode & S_IWGRP))
+        return NULL;
+    struct group *gr = getgrgid(st.st_gid);
+    return gr ? g_strdup(gr->gr_name) : g_strdup_printf("%u", (guint)st.st_gid);
+}
+
+static int
+access_denied(void)
+{
+    g_autofree char *owner = NULL;
+    g_autofree char *group = socket_group(&owner);
+    if (group)
+        g_printerr("otsensorctl: access denied: run as root or a member of group %s\n", group);
+    else
+        g_printerr("otsensorctl: access denied: run as root or as %s (control.group is not "
+                   "set)\n",
+                   owner ? owner : "otsensord's user");
+    return EX_NOPERM;
+}
+
+/* Sends @request, returns the reply object or NULL with *@code set. */
+static JsonObject *
+call(const char *request, int *code)
+{
+    g_autoptr(GSocketClient) client = g_socket_client_new();
+    g_autoptr(GSocketAddress) addr = g_unix_socket_address_new(socket_path);
+    g_socket_client_set_timeout(client, 60);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GSocketConnection) conn =
+        g_socket_client_connect(client, G_SOCKET_CONNECTABLE(addr), NULL, &err);
+    if (!conn) {
+        if (g_error_matches(err, G_IO_ERROR, G_IO_ERROR_PERMISSION_DENIED)) {
+            *code = access_denied();
+        } else if (g_error_matches(err, G_IO_ERROR, G_IO_ERROR_NOT_FOUND)) {
+            g_printerr("otsensorctl: otsensord is not running (no socket at %s)\n", socket_path);
+            *code = EX_UNAVAILABLE;
+        } else if (g_error_matches(err, G_IO_ERROR, G_IO_ERROR_CONNECTION_REFUSED)) {
+            g_printerr("otsensorctl: otsensord is not running (nothing listens on %s)\n",
+                       socket_path);
+            *code = EX_UNAVAILABLE;
+        } else {
+            g_printerr("otsensorctl: cannot connect to otsensord at %s: %s\n", socket_path,
+                       err->message);
+            *code = EX_UNAVAILABLE;
+        }
+        return NULL;
+    }
+    GOutputStream *out = g_io_stream_get_output_stream(G_IO_STREAM(conn));
+    g_autofree char *line = g_strconcat(request, "\n", NULL);
+    /* A daemon that refuses us answers and hangs up at once, maybe before
+     * the request is written: its reply is still there to read. */
+    g_autoptr(GError) werr = NULL;
+    g_output_stream_write_all(out, line, strlen(line), NULL, NULL, &werr);
+    g_autoptr(GDataInputStream) in =
+        g_data_input_stream_new(g_io_stream_get_input_stream(G_IO_STREAM(conn)));
+    g_buffered_input_stream_set_buffer_size(G_BUFFERED_INPUT_STREAM(in), 65536);
+    gsize len = 0;
+    g_autofree char *reply = g_data_input_stream_read_line(in, &len, NULL, &err);
+    if (!reply || len > MAX_REPLY) {
+        if (werr && !err)
+            err = g_steal_pointer(&werr);
+        g_printerr("otsensorctl: no reply from otsensord%s%s\n", err ? ": " : "",
+                   err ? err->message : "");
+        *code = EX_UNAVAILABLE;
+        return NULL;
+    }
+    g_autoptr(JsonParser) parser = json_parser_new();
+    if (!json_parser_load_from_data(parser, reply, (gssize)len, NULL) ||
+        !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser))) {
+        g_printerr("otsensorctl: otsensord sent a malformed reply\n");
+        *code = EX_PROTOCOL;
+        return NULL;
+    }
+    JsonObject *o = json_node_dup_object(json_parser_get_root(parser));
+    if (!json_object_get_boolean_member_with_default(o, "ok", FALSE)) {
+        const char *msg = json_object_get_string_member_with_default(o, "error", "failed");
+        if (g_strcmp0(msg, "access denied") == 0) {
+            *code = access_denied();
+        } else {
+            g_printerr("otsensorctl: %s\n", msg);
+            *code = EXIT_FAILED;
+        }
+        json_object_unref(o);
+        return NULL;
+    }
+    *code = 0;
+    return o;
+}
+
+static void
+print_json(JsonNode *n)
+{
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    json_generator_set_pretty(gen, TRUE);
+    json_generator_set_root(gen, n);
+    g_autofree char *text = json_generator_to_data(gen, NULL);
+    g_print("%s\n", text);
+}
+
+static char *
+scalar(JsonNode *n)
+{
+    if (!n || JSON_NODE_HOLDS_NULL(n))
+        return g_strdup("-");
+    if (!JSON_NODE_HOLDS_VALUE(n)) {
+        g_autoptr(JsonGenerator) gen = json_generator_new();
+        json_generator_set_root(gen, n);
+        return json_generator_to_data(gen, NULL);
+    }
+    switch (json_node_get_value_type(n)) {
+    case G_TYPE_INT64:
+        return g_strdup_printf("%" G_GINT64_FORMAT, json_node_get_int(n));
+    case G_TYPE_DOUBLE:
+        return g_strdup_printf("%.1f", json_node_get_double(n));
+    case G_TYPE_BOOLEAN:
+        return g_strdup(json_node_get_boolean(n) ? "yes" : "no");
+    default:
+        return g_strdup(json_node_get_string(n));
+    }
+}
+
+static char *
+member(JsonObject *o, const char *key)
+{
+    return scalar(o && json_object_has_member(o, key) ? json_object_get_member(o, key) : NULL);
+}
+
+static JsonObject *
+object_member(JsonObject *o, const char *key)
+{
+    JsonNode *n = o ? json_object_get_member(o, key) : NULL;
+    return n && JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
+}
+
+/* key = value lines for everything under @n, prefixed by its path. */
+static void
+print_flat(const char *prefix, JsonNode *n, int indent)
+{
+    if (JSON_NODE_HOLDS_OBJECT(n)) {
+        JsonObject *o = json_node_get_object(n);
+        g_autoptr(GList) members = json_object_get_members(o);
+        for (GList *l = members; l; l = l->next) {
+            g_autofree char *p =
+                *prefix ? g_strdup_printf("%s.%s", prefix, (char *)l->data) : g_strdup(l->data);
+            print_flat(p, json_object_get_member(o, l->data), indent);
+        }
+        return;
+    }
+    if (JSON_NODE_HOLDS_ARRAY(n)) {
+        JsonArray *a = json_node_get_array(n);
+        gboolean scalars = TRUE;
+        for (guint i = 0; i < json_array_get_length(a); i++)
+            scalars = scalars && JSON_NODE_HOLDS_VALUE(json_array_get_element(a, i));
+        if (scalars) {
+            g_autofree char *v = scalar(n);
+            g_print("%*s%-40s %s\n", indent, "", prefix, v);
+            return;
+        }
+        for (guint i = 0; i < json_array_get_length(a); i++) {
+            g_autofree char *p = g_strdup_printf("%s[%u]", prefix, i);
+            print_flat(p, json_array_get_element(a, i), indent);
+        }
+        return;
+    }
+    g_autofree char *v = scalar(n);
+    g_print("%*s%-40s %s\n", indent, "", prefix, v);
+}
+
+static void
+show_status(JsonObject *r)
+{
+    g_autofree char *version = member(r, "version"), *up = member(r, "uptime_s");
+    g_autofree char *site = member(r, "site");
+    g_print("otsensord %s, up %s s%s%s\n\n", version, up,
+            json_object_has_member(r, "site") ? ", site " : "",
+            json_object_has_member(r, "site") ? site : "");
+    g_print("%-24s %5s %12s %12s %10s %10s %10s\n", "CAPTURE", "LIVE", "PACKETS", "BYTES",
+            "K-DROPPED", "Q-DROPPED", "FLOWS");
+    JsonNode *cap = json_object_get_member(r, "capture");
+    JsonArray *a = cap && JSON_NODE_HOLDS_ARRAY(cap) ? json_node_get_array(cap) : NULL;
+    for (guint i = 0; a && i < json_array_get_length(a); i++) {
+        JsonNode *en = json_array_get_element(a, i);
+        JsonObject *c = JSON_NODE_HOLDS_OBJECT(en) ? json_node_get_object(en) : NULL;
+        g_autofree char *src = member(c, "source"), *live = member(c, "live");
+        g_autofree char *pk = member(c, "packets"), *by = member(c, "bytes");
+        g_autofree char *kd = member(c, "kernel_dropped"), *qd = member(c, "queue_dropped_events");
+        g_autofree char *fl = member(c, "flows_active");
+        g_print("%-24s %5s %12s %12s %10s %10s %10s\n", src, live, pk, by, kd, qd, fl);
+    }
+    g_autofree char *total = member(r, "events_total"), *rate = member(r, "events_per_s");
+    g_print("\nevents: %s total, %s/s", total, rate);
+    JsonObject *ev = object_member(r, "events");
+    if (ev) {
+        g_autoptr(GList) members = json_object_get_members(ev);
+        const char *sep = " (";
+        for (GList *l = members; l; l = l->next) {
+            g_autofree char *v = member(ev, l->data);
+            g_print("%s%s %s", sep, (char *)l->data, v);
+            sep = ", ";
+        }
+        if (members)
+            g_print(")");
+    }
+    g_print("\n");
+    JsonObject *sp = object_member(r, "spool");
+    if (sp) {
+        g_autofree char *de = member(sp, "depth_events"), *db = member(sp, "depth_bytes");
+        g_print("spool: %s events (%s bytes) unsent", de, db);
+        if (json_object_has_member(sp, "oldest_unacked_age_s")) {
+            g_autofree char *age = member(sp, "oldest_unacked_age_s");
+            g_print(", oldest %s s old", age);
+        }
+        g_print("\n");
+    }
+    JsonObject *up_o = object_member(r, "uplink");
+    if (up_o) {
+        g_autofree char *tr = member(up_o, "transport"), *state = member(up_o, "state");
+        g_print("uplink: transport %s, %s", tr, state);
+        if (json_object_has_member(up_o, "acked_seq")) {
+            g_autofree char *acked = member(up_o, "acked_seq");
+            g_print(", acked seq %s", acked);
+        }
+        if (json_object_has_member(up_o, "last_error")) {
+            g_autofree char *le = member(up_o, "last_error");
+            g_print(", last error: %s", le);
+        }
+        g_print("\n");
+        JsonNode *ts = json_object_get_member(up_o, "transport_status");
+        if (ts) {
+            g_print("transport status:\n");
+            print_flat("", ts, 2);
+        }
+    }
+}
+
+static void
+show_version(JsonObject *r)
+{
+    g_autofree char *v = member(r, "version"), *abi = member(r, "abi");
+    g_print("otsensord %s (SDK ABI %s)\n", v, abi);
+    JsonNode *pn = json_object_get_member(r, "plugins");
+    JsonArray *a = pn && JSON_NODE_HOLDS_ARRAY(pn) ? json_node_get_array(pn) : NULL;
+    for (guint i = 0; a && i < json_array_get_length(a); i++) {
+        JsonNode *en = json_array_get_element(a, i);
+        JsonObject *p = JSON_NODE_HOLDS_OBJECT(en) ? json_node_get_object(en) : NULL;
+        g_autofree char *k = member(p, "kind"), *n = member(p, "name"), *pv = member(p, "version");
+        g_autofree char *pa = member(p, "abi"), *path = member(p, "path");
+        g_print("  %-10s %-12s %-8s ABI %-5s %s\n", k, n, pv, pa, path);
+    }
+    JsonNode *rn = json_object_get_member(r, "refused");
+    a = rn && JSON_NODE_HOLDS_ARRAY(rn) ? json_node_get_array(rn) : NULL;
+    for (guint i = 0; a && i < json_array_get_length(a); i++)
+        g_print("  refused    %s\n", json_array_get_string_element(a, i));
+}
+
+static void
+show_transport_list(JsonObject *r)
+{
+    g_print("%-2s %-14s %-10s %-9s %s\n", "", "TRANSPORT", "CONFIGURED", "VERSION", "DESCRIPTION");
+    JsonNode *tn = json_object_get_member(r, "transports");
+    JsonArray *a = tn && JSON_NODE_HOLDS_ARRAY(tn) ? json_node_get_array(tn) : NULL;
+    for (guint i = 0; a && i < json_array_get_length(a); i++) {
+        JsonNode *en = json_array_get_element(a, i);
+        JsonObject *t = JSON_NODE_HOLDS_OBJECT(en) ? json_node_get_object(en) : NULL;
+        g_autofree char *n = member(t, "name"), *c = member(t, "configured");
+        g_autofree char *v = member(t, "version"), *d = member(t, "description");
+        gboolean active = t && json_object_get_boolean_member_with_default(t, "active", FALSE);
+        g_print("%-2s %-14s %-10s %-9s %s\n", active ? "*" : "", n, c, v, d);
+    }
+    g_autofree char *act = member(r, "active");
+    g_print("\nactive: %s\n", act);
+}
+
+static void
+show_transport(JsonObject *r)
+{
+    g_autofree char *n = member(r, "name"), *a = member(r, "active"), *c = member(r, "configured");
+    g_print("transport %s (active: %s, configured: %s)\n", n, a, c);
+    JsonNode *s = json_object_get_member(r, "settings");
+    if (s)
+        print_flat("", s, 2);
+}
+
+static int
+usage(GOptionContext *ctx)
+{
+    g_autofree char *help = g_option_context_get_help(ctx, TRUE, NULL);
+    g_printerr("%s", help);
+    return EX_USAGE;
+}
+
+int
+main(int argc, char **argv)
+{
+    setlocale(LC_ALL, "");
+    setlocale(LC_NUMERIC, "C");
+    g_autofree char *sock = NULL;
+    GOptionEntry entries[] = {
+        {"socket", 's', 0, G_OPTION_ARG_FILENAME, &sock,
+         "Control socket of otsensord (default " DEFAULT_SOCKET ")", "SOCKET"},
+        {"json", 0, 0, G_OPTION_ARG_NONE, &json_out, "Print the daemon's JSON answer", NULL},
+        {NULL},
+    };
+    g_autoptr(GOptionContext) ctx = g_option_context_new("COMMAND [ARG]");
+    g_option_context_set_summary(ctx, "Controls a running otsensord.");
+    g_option_context_set_description(
+        ctx, "Commands:\n"
+             "  status                 capture, flows, events/s, spool, uplink\n"
+             "  stats                  the counters only\n"
+             "  version                daemon version, SDK ABI, plugins\n"
+             "  transport list         transport plugins, the active one\n"
+             "  transport show [NAME]  a transport's settings (no secrets)\n"
+             "  reload                 re-read the configuration file\n"
+             "\n"
+             "Exit status: 0 ok, 1 the daemon refused or failed, 64 usage,\n"
+             "69 otsensord not running, 77 access denied.\n");
+    g_option_context_add_main_entries(ctx, entries, NULL);
+    g_autoptr(GError) err = NULL;
+    if (!g_option_context_parse(ctx, &argc, &argv, &err)) {
+        g_printerr("otsensorctl: %s\n", err->message);
+        return EX_USAGE;
+    }
+    if (sock)
+        socket_path = sock;
+    if (argc < 2)
+        return usage(ctx);
+    const char *cmd = argv[1];
+    const char *wire = NULL, *name = NULL;
+    int want_args = 2;
+    if (g_str_equal(cmd, "status") || g_str_equal(cmd, "stats") || g_str_equal(cmd, "version") ||
+        g_str_equal(cmd, "reload")) {
+        wire = cmd;
+    } else if (g_str_equal(cmd, "transport") && argc >= 3 && g_str_equal(argv[2], "list")) {
+        wire = "transport.list";
+        want_args = 3;
+    } else if (g_str_equal(cmd, "transport") && argc >= 3 && g_str_equal(argv[2], "show")) {
+        wire = "transport.show";
+        want_args = 3;
+        if (argc == 4) {
+            name = argv[3];
+            want_args = 4;
+        }
+    } else {
+        g_printerr("otsensorctl: unknown command '%s'\n", cmd);
+        return usage(ctx);
+    }
+    if (argc != want_args) {
+        g_printerr("otsensorctl: too many arguments for '%s'\n", cmd);
+        return EX_USAGE;
+    }
+
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "v");
+    json_builder_add_int_value(b, 1);
+    json_builder_set_member_name(b, "cmd");
+    json_builder_add_string_value(b, wire);
+    if (name) {
+        json_builder_set_member_name(b, "name");
+        json_builder_add_string_value(b, name);
+    }
+    json_builder_end_object(b);
+    g_autoptr(JsonNode) req = json_builder_get_root(b);
+    g_autofree char *request = json_to_string(req, FALSE);
+
+    int code = 0;
+    JsonObject *reply = call(request, &code);
+    if (!reply)
+        return code;
+    JsonNode *result = json_object_get_member(reply, "result");
+    JsonObject *r = result && JSON_NODE_HOLDS_OBJECT(result) ? json_node_get_object(result) : NULL;
+    if (json_out) {
+        if (result)
+            print_json(result);
+    } else if (g_str_equal(wire, "status") && r) {
+        show_status(r);
+    } else if (g_str_equal(wire, "stats") && result) {
+        print_flat("", result, 0);
+    } else if (g_str_equal(wire, "version") && r) {
+        show_version(r);
+    } else if (g_str_equal(wire, "transport.list") && r) {
+        show_transport_list(r);
+    } else if (g_str_equal(wire, "transport.show") && r) {
+        show_transport(r);
+    } else if (g_str_equal(wire, "reload")) {
+        g_print("configuration reloaded\n");
+    }
+    json_object_unref(reply);
+    return 0;
+}
