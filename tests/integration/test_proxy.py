@@ -8,117 +8,17 @@ gap-free across both runs, the proxies must have logged the CONNECTs, and
 the proxy password must appear neither in the sensor's debug log nor in any
 event. Needs root (squid's cache_effective_user) and squid, tinyproxy,
 htpasswd (scripts/deps)."""
-import glob
 import os
 import signal
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from otstest import *  # noqa: F401,F403
 from uplinklab import *  # noqa: F401,F403
+from proxylab import *  # noqa: F401,F403
 
 PASSWORD = "Sq-pr0xy-s3cret-91"
-
-
-def start_squid(lab, name, user, password, ports, extra=""):
-    d = lab.path(name)
-    os.makedirs(d)
-    os.chmod(d, 0o755)
-    port = free_port()
-    subprocess.run(["htpasswd", "-bc", os.path.join(d, "htpasswd"), user, password],
-                   check=True, capture_output=True)
-    with open(os.path.join(d, "squid.conf"), "w") as f:
-        f.write(f"""http_port 127.0.0.1:{port}
-pid_filename {d}/squid.pid
-cache_log {d}/cache.log
-access_log stdio:{d}/access.log
-coredump_dir {d}
-cache_effective_user proxy
-visible_hostname {name}
-shutdown_lifetime 0 seconds
-pinger_enable off
-dns_nameservers 127.0.0.1
-udp_outgoing_address 127.0.0.1
-cache deny all
-auth_param basic program /usr/lib/squid/basic_ncsa_auth {d}/htpasswd
-auth_param basic children 2 startup=1 idle=1
-acl authed proxy_auth REQUIRED
-acl CONNECT method CONNECT
-acl ok_ports port {" ".join(str(p) for p in ports)}
-http_access deny CONNECT !ok_ports
-http_access allow authed
-http_access deny all
-{extra}
-""")
-    subprocess.run(["chown", "-R", "proxy:proxy", d], check=True)
-    svc = f"otsq{os.getpid()}{name}"
-    for shm in glob.glob(f"/dev/shm/{svc}-cf__*"):
-        os.unlink(shm)
-    log = open(os.path.join(d, "stdout.log"), "w")
-    p = lab.track(subprocess.Popen(["squid", "-N", "-n", svc, "-f", os.path.join(d, "squid.conf")],
-                                   stdout=log, stderr=log))
-    log.close()
-    if not wait_port(port, 10, p):
-        raise RuntimeError(f"squid {name} did not listen: {read_text(os.path.join(d, 'cache.log'))[-1500:]}")
-    p.svc, p.dir, p.port = svc, d, port
-    return p
-
-
-def stop_squid(p):
-    stop(p, signal.SIGKILL)
-    for shm in glob.glob(f"/dev/shm/{p.svc}-cf__*"):
-        os.unlink(shm)
-
-
-def start_tinyproxy(lab, name, user, password, connect_port):
-    d = lab.path(name)
-    os.makedirs(d)
-    os.chmod(d, 0o755)
-    port = free_port()
-    with open(os.path.join(d, "tinyproxy.conf"), "w") as f:
-        f.write(f"""User nobody
-Group nogroup
-Port {port}
-Listen 127.0.0.1
-PidFile "{d}/tinyproxy.pid"
-LogFile "{d}/tinyproxy.log"
-Allow 127.0.0.1
-BasicAuth {user} {password}
-ConnectPort {connect_port}
-""")
-    subprocess.run(["chown", "-R", "nobody:nogroup", d], check=True)
-    p = lab.track(subprocess.Popen(["tinyproxy", "-d", "-c", os.path.join(d, "tinyproxy.conf")],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    if not wait_port(port, 5, p):
-        raise RuntimeError(f"tinyproxy {name} did not listen")
-    p.dir, p.port = d, port
-    return p
-
-
-def write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o600)
-    return path
-
-
-def proxy_config(lab, name, col_port, spool, transport, group):
-    """The uplink helpers' config with the transport swapped for ours. The
-    endpoint is `localhost` (in the collector's certificate; squid resolves
-    it from /etc/hosts, so no DNS query leaves the machine)."""
-    conf = sensor_config(lab, name, col_port, spool, endpoint_host="localhost", level="debug")
-    text = open(conf).read()
-    lines = []
-    for line in text.splitlines():
-        if line.startswith("transports:"):
-            line = f"transports: {{ {transport}: {{ {group} }}; }};"
-        elif line.startswith("output:"):
-            line = line.replace('transport = "direct"', f'transport = "{transport}"')
-        lines.append(line)
-    write(conf, "\n".join(lines) + "\n")
-    return conf
 
 
 def deliver(name, conf, cap, col, prev_high, want_transport):

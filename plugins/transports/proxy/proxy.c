@@ -18,6 +18,8 @@ typedef struct {
     GMutex lock;
     gint64 *bad_until; /* per proxy, monotonic us; 0: healthy */
     gint64 *bad_since;
+    guint64 *failures; /* per proxy, for the health event */
+    char **last_error; /* per proxy; never holds credentials */
 } Proxy;
 
 static const OtsSettingSpec proxy_entry_settings[] = {
@@ -54,6 +56,11 @@ proxy_clear(gpointer mem)
     g_free(p->hops);
     g_free(p->bad_until);
     g_free(p->bad_since);
+    g_free(p->failures);
+    if (p->last_error)
+        for (guint i = 0; i < p->n_hops; i++)
+            g_free(p->last_error[i]);
+    g_free(p->last_error);
     g_clear_object(&p->bind);
     g_mutex_clear(&p->lock);
 }
@@ -134,6 +141,8 @@ proxy_create(const OtsSettings *settings, GError **error)
     }
     p->bad_until = g_new0(gint64, p->n_hops);
     p->bad_since = g_new0(gint64, p->n_hops);
+    p->failures = g_new0(guint64, p->n_hops);
+    p->last_error = g_new0(char *, p->n_hops);
     return g_steal_pointer(&p);
 }
 
@@ -216,6 +225,11 @@ on_proxy_done(GObject *source, GAsyncResult *res, gpointer data)
         g_task_return_error(task, g_steal_pointer(&error));
         return;
     }
+    g_mutex_lock(&p->lock);
+    p->failures[idx]++;
+    g_free(p->last_error[idx]);
+    p->last_error[idx] = g_strdup(error->message);
+    g_mutex_unlock(&p->lock);
     if (p->n_hops > 1) {
         g_mutex_lock(&p->lock);
         gboolean was_bad = p->bad_until[idx] != 0;
@@ -330,6 +344,35 @@ proxy_connect_finish(gpointer self, GAsyncResult *result, GError **error)
     return g_task_propagate_pointer(G_TASK(result), error);
 }
 
+/* The `sensor` event's uplink.transport_status: each proxy's health, so an
+ * operator sees a dead proxy of the list even while the next one carries
+ * the traffic. The messages name host:port only, never credentials. */
+static void
+proxy_status(gpointer self, OtsEvent *event)
+{
+    Proxy *p = self;
+    gint64 now = g_get_monotonic_time();
+
+    ots_event_begin_array(event, "proxies");
+    g_mutex_lock(&p->lock);
+    for (guint i = 0; i < p->n_hops; i++) {
+        gboolean bad = p->bad_until[i] != 0 && p->bad_until[i] > now;
+        ots_event_begin_object(event, NULL);
+        ots_event_add_string(event, "proxy", p->hops[i]->name);
+        ots_event_add_string(event, "state", bad ? "unhealthy" : "healthy");
+        if (bad) { /* whole seconds left, rounded up */
+            gint64 left = p->bad_until[i] - now + G_USEC_PER_SEC - 1;
+            ots_event_add_uint(event, "tried_last_for_s", (guint64)(left / G_USEC_PER_SEC));
+        }
+        ots_event_add_uint(event, "failures", p->failures[i]);
+        if (p->last_error[i])
+            ots_event_add_string(event, "last_error", p->last_error[i]);
+        ots_event_end_object(event);
+    }
+    g_mutex_unlock(&p->lock);
+    ots_event_end_array(event);
+}
+
 static const OtsTransportInfo proxy_info = {
     .abi_major = OTS_TRANSPORT_ABI_MAJOR,
     .abi_minor = OTS_TRANSPORT_ABI_MINOR,
@@ -344,6 +387,7 @@ static const OtsTransportInfo proxy_info = {
     .destroy = proxy_destroy,
     .connect_async = proxy_connect_async,
     .connect_finish = proxy_connect_finish,
+    .status = proxy_status,
 };
 
 OTS_TRANSPORT_DEFINE(proxy_info)

@@ -4,6 +4,8 @@
  * main context of the code under test does. */
 #include "proxy-test-util.h"
 
+#include <stdlib.h>
+
 #include "core/config/config.h"
 
 #include <arpa/inet.h>
@@ -174,11 +176,24 @@ pt_wait_port(guint16 port, int timeout_ms)
 
 static char *temp_dir;
 
+/* Tests leave nothing behind in /tmp. */
+static void
+remove_temp_dir(void)
+{
+    if (!temp_dir)
+        return;
+    const char *argv[] = {"rm", "-rf", temp_dir, NULL};
+    g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL, NULL, NULL, NULL);
+    g_clear_pointer(&temp_dir, g_free);
+}
+
 const char *
 pt_temp_dir(void)
 {
-    if (!temp_dir)
+    if (!temp_dir) {
         temp_dir = g_dir_make_tmp("ots-proxy-test-XXXXXX", NULL);
+        atexit(remove_temp_dir);
+    }
     return temp_dir;
 }
 
