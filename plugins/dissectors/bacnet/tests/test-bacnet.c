@@ -7,6 +7,7 @@
 #include <CUnit/CUnit.h>
 #include <otsensor/dissector.h>
 #include "core/dissect/harness.h"
+#include "dissector-test.h"
 
 const OtsPluginHeader *ots_plugin_get_info(void);
 
@@ -58,35 +59,6 @@ send_apdu(OtsHarness *h, OtsDirection dir, const guint8 *apdu, gsize n)
     return send_bvlc(h, dir, 0x0a, buf, n + 2);
 }
 
-static gboolean
-field_is(OtsHarness *h, gint i, const char *path, const char *json)
-{
-    if (i < 0) {
-        fprintf(stderr, "\n  no such event (checking %s)\n", path);
-        return FALSE;
-    }
-    if (ots_harness_field_is(h, (guint)i, path, json))
-        return TRUE;
-    g_autofree gchar *got = ots_harness_field(h, (guint)i, path);
-    fprintf(stderr, "\n  %s: expected %s, got %s\n  event: %s\n", path, json ? json : "(absent)",
-            got ? got : "(absent)", ots_harness_event(h, (guint)i));
-    return FALSE;
-}
-
-static gboolean
-field_absent(OtsHarness *h, gint i, const char *path)
-{
-    if (i < 0)
-        return FALSE;
-    g_autofree gchar *got = ots_harness_field(h, (guint)i, path);
-    if (got)
-        fprintf(stderr, "\n  %s: expected absent, got %s\n", path, got);
-    return got == NULL;
-}
-
-#define FIELD(h, i, path, json) CU_ASSERT(field_is((h), (i), (path), (json)))
-#define ABSENT(h, i, path) CU_ASSERT(field_absent((h), (i), (path)))
-
 static gint
 tx(OtsHarness *h, guint nth)
 {
@@ -97,32 +69,6 @@ static gint
 asset(OtsHarness *h, guint nth)
 {
     return ots_harness_find(h, "asset", nth);
-}
-
-static guint
-alerts(OtsHarness *h, const char *code)
-{
-    g_autofree gchar *want = g_strdup_printf("\"%s\"", code);
-    guint n = 0;
-    for (guint k = 0;; k++) {
-        gint i = ots_harness_find(h, "alert", k);
-        if (i < 0)
-            break;
-        g_autofree gchar *c = ots_harness_field(h, (guint)i, "code");
-        if (g_strcmp0(c, want) == 0)
-            n++;
-    }
-    return n;
-}
-
-static void
-check_clean(OtsHarness *h)
-{
-    CU_ASSERT_EQUAL(ots_harness_invalid_events(h), 0);
-    CU_ASSERT_EQUAL(ots_harness_count(h, "alert"), 0);
-    if (ots_harness_count(h, "alert") > 0)
-        fprintf(stderr, "\n  unexpected alert: %s\n",
-                ots_harness_event(h, (guint)ots_harness_find(h, "alert", 0)));
 }
 
 /* ---- descriptor and probe ---------------------------------------------- */
