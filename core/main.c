@@ -18,6 +18,7 @@
 #include "core/uplink/uplink.h"
 
 #include <glib-unix.h>
+#include <glib/gstdio.h>
 #include <errno.h>
 #include <grp.h>
 #include <locale.h>
@@ -60,6 +61,9 @@ typedef struct {
     /* control socket (otsensorctl) */
     OtsControlServer *control;
     const OtsPluginSet *plugins;
+    /* transport switch (make before break) */
+    struct _Probe *switching; /* the switch in progress */
+    gboolean drain_after_switch;
 } Daemon;
 
 static void
@@ -261,6 +265,8 @@ drained(GObject *source, GAsyncResult *res, gpointer user)
     g_main_loop_quit(d->loop);
 }
 
+static void start_drain(Daemon *d);
+
 static void
 on_done(gpointer user)
 {
@@ -269,12 +275,21 @@ on_done(gpointer user)
     emit_sensor_event(d, "shutdown");
     flush_out(d);
     if (d->uplink) {
-        /* Everything queued is delivered before exit, or stays spooled. */
         d->drain_cancel = g_cancellable_new();
-        ots_uplink_flush_async(d->uplink, d->drain_timeout_ms, d->drain_cancel, drained, d);
+        if (d->switching)
+            d->drain_after_switch = TRUE; /* the uplink that stays flushes */
+        else
+            start_drain(d);
         return;
     }
     g_main_loop_quit(d->loop);
+}
+
+static void
+start_drain(Daemon *d)
+{
+    /* Everything queued is delivered before exit, or stays spooled. */
+    ots_uplink_flush_async(d->uplink, d->drain_timeout_ms, d->drain_cancel, drained, d);
 }
 
 static gboolean
@@ -312,10 +327,514 @@ on_signal(gpointer user)
     return G_SOURCE_CONTINUE;
 }
 
+/* ---- transport switch and test (make before break) ---- */
+
+/* Where `otsensorctl transport set NAME --persist` keeps its choice: it wins
+ * over output.transport at start until `transport set --clear` removes it. */
+#define TRANSPORT_OVERRIDE_FILE "transport.override"
+/* The old uplink's batch in flight gets this long to be acknowledged. */
+#define SWITCH_DRAIN_MAX_MS 5000
+
+/* One trial of a transport: its own instance, connect_async towards the
+ * uplink endpoint with every hop report kept, then the end-to-end TLS
+ * handshake. `transport.test` reports and closes it; a switch keeps the
+ * proven session and hands it to the new uplink. */
+typedef struct _Probe Probe;
+struct _Probe {
+    Daemon *d;
+    const OtsTransportInfo *t;
+    gpointer instance;
+    OtsUplinkConfig ucfg;
+    OtsConfig *config; /* (nullable): a reload's configuration, in force once switched */
+    GCancellable *cancel;
+    JsonArray *steps;
+    guint n_hops;
+    char *last_step; /* the last hop report, for a timeout's message */
+    char *failed_hop;
+    char *error;
+    char *tls_desc;
+    GIOStream *stream;
+    OtsTlsSession *tls;
+    OtsUplink *next;
+    gint64 t0;
+    gint64 proven_us;
+    guint timer;
+    gboolean timed_out;
+    gboolean switching;
+    gboolean persist;
+    gboolean abandoned; /* the daemon exits: touch nothing of it */
+    char *previous;     /* switch: the transport it replaces */
+    OtsControlReplyFunc reply;
+    gpointer reply_data;
+};
+
+static void
+probe_free(Probe *p)
+{
+    if (!p)
+        return;
+    if (p->timer)
+        g_source_remove(p->timer);
+    if (p->next)
+        ots_uplink_free(p->next);
+    if (p->tls) {
+        ots_tls_session_close(p->tls);
+        ots_tls_session_free(p->tls);
+    } else if (p->stream) {
+        g_io_stream_close(p->stream, NULL, NULL);
+    }
+    g_clear_object(&p->stream);
+    if (p->instance)
+        p->t->destroy(p->instance);
+    ots_uplink_config_clear(&p->ucfg);
+    ots_config_free(p->config);
+    g_clear_object(&p->cancel);
+    json_array_unref(p->steps);
+    g_free(p->last_step);
+    g_free(p->failed_hop);
+    g_free(p->error);
+    g_free(p->tls_desc);
+    g_free(p->previous);
+    g_free(p);
+}
+
+static const char *
+hop_step_name(OtsHopStep step)
+{
+    switch (step) {
+    case OTS_HOP_RESOLVED:
+        return "resolved";
+    case OTS_HOP_TCP_CONNECTED:
+        return "tcp_connected";
+    case OTS_HOP_TLS_DONE:
+        return "tls_done";
+    case OTS_HOP_CONNECT_OK:
+        return "connect_ok";
+    case OTS_HOP_FAILED:
+        return "failed";
+    case OTS_HOP_INFO:
+        return "info";
+    }
+    return "?";
+}
+
+static void
+probe_add_step(Probe *p, guint hop, const char *name, const char *step, gint64 elapsed_us,
+               const char *detail)
+{
+    JsonObject *o = json_object_new();
+    json_object_set_int_member(o, "hop", hop);
+    json_object_set_string_member(o, "name", name ? name : "-");
+    json_object_set_string_member(o, "step", step);
+    json_object_set_double_member(o, "elapsed_ms", (double)elapsed_us / 1000.0);
+    if (detail)
+        json_object_set_string_member(o, "detail", detail);
+    json_array_add_object_element(p->steps, o);
+    g_free(p->last_step);
+    p->last_step = g_strdup_printf("hop %u (%s) %s%s%s", hop, name ? name : "-", step,
+                                   detail ? ": " : "", detail ? detail : "");
+}
+
+/* Hop reports: strings are only valid during the call, so copied. Plugins
+ * never put credentials in them (transport.h). */
+static void
+on_probe_hop(const OtsHopReport *r, gpointer user)
+{
+    Probe *p = user;
+    probe_add_step(p, r->hop, r->hop_name, hop_step_name(r->step),
+                   r->elapsed_us ? r->elapsed_us : g_get_monotonic_time() - p->t0, r->detail);
+    p->n_hops = MAX(p->n_hops, r->hop);
+    if (r->step == OTS_HOP_FAILED && !p->failed_hop) {
+        p->failed_hop = g_strdup_printf("hop %u (%s)", r->hop, r->hop_name ? r->hop_name : "-");
+        g_free(p->error);
+        p->error = g_strdup(r->detail ? r->detail : "failed");
+    }
+}
+
+static void probe_done(Probe *p, gboolean ok);
+
+static void
+probe_fail(Probe *p, const char *hop, const char *why)
+{
+    if (!p->failed_hop)
+        p->failed_hop = g_strdup(hop);
+    if (p->timed_out) {
+        g_free(p->error);
+        p->error =
+            g_strdup_printf("no answer within %u ms%s%s", p->ucfg.connect_timeout_ms,
+                            p->last_step ? "; last step: " : "", p->last_step ? p->last_step : "");
+    } else if (!p->error) {
+        p->error = g_strdup(why);
+    }
+    probe_done(p, FALSE);
+}
+
+static void
+on_probe_handshake(GObject *source, GAsyncResult *res, gpointer user)
+{
+    Probe *p = user;
+    g_autoptr(GError) err = NULL;
+    g_autofree char *endpoint = g_strdup_printf("%s:%u", p->ucfg.host, p->ucfg.port);
+    gint64 el = g_get_monotonic_time() - p->t0;
+    if (!ots_tls_session_handshake_finish(p->tls, res, &err)) {
+        probe_add_step(p, p->n_hops + 1, endpoint, "failed", el, err->message);
+        g_autofree char *hop = g_strdup_printf("end-to-end TLS with %s", endpoint);
+        probe_fail(p, hop, err->message);
+        return;
+    }
+    p->tls_desc = ots_tls_session_get_description(p->tls);
+    probe_add_step(p, p->n_hops + 1, endpoint, "tls_handshake", el, p->tls_desc);
+    probe_done(p, TRUE);
+}
+
+static void
+on_probe_connected(GObject *source, GAsyncResult *res, gpointer user)
+{
+    Probe *p = user;
+    g_autoptr(GError) err = NULL;
+    p->stream = p->t->connect_finish(p->instance, res, &err);
+    if (!p->stream) {
+        g_autofree char *hop = g_strdup_printf("transport %s", p->t->name);
+        probe_fail(p, hop, err->message);
+        return;
+    }
+    if (p->t->flags & OTS_TRANSPORT_FLAG_RAW) {
+        probe_done(p, TRUE);
+        return;
+    }
+    OtsTlsParams tp = {
+        .credentials = p->ucfg.credentials,
+        .verify_name = p->ucfg.server_name ? p->ucfg.server_name : p->ucfg.host,
+        .priority = p->ucfg.priority,
+        .pins = (const guint8(*)[32])p->ucfg.pins,
+        .n_pins = p->ucfg.n_pins,
+    };
+    p->tls = ots_tls_session_new(p->stream, &tp, &err);
+    if (!p->tls) {
+        probe_fail(p, "end-to-end TLS", err->message);
+        return;
+    }
+    ots_tls_session_handshake_async(p->tls, p->cancel, on_probe_handshake, p);
+}
+
+static gboolean
+on_probe_timeout(gpointer user)
+{
+    Probe *p = user;
+    p->timer = 0;
+    p->timed_out = TRUE;
+    g_cancellable_cancel(p->cancel); /* the pending callback reports it */
+    return G_SOURCE_REMOVE;
+}
+
+/* Builds a probe of transport @name from @root (validated like at start).
+ * Errors name the file and line of a bad setting. */
+static Probe *
+probe_new(Daemon *d, const OtsSettings *root, const char *name, GError **error)
+{
+    const OtsPlugin *pl =
+        name ? ots_plugin_set_find(d->plugins, OTS_PLUGIN_KIND_TRANSPORT, name) : NULL;
+    if (!pl) {
+        g_set_error(error, OTS_CONTROL_ERROR, OTS_CONTROL_ERROR_NOT_FOUND, "no such transport '%s'",
+                    name ? name : "");
+        return NULL;
+    }
+    const OtsTransportInfo *t = (const OtsTransportInfo *)pl->header;
+    if (t->flags & OTS_TRANSPORT_FLAG_RAW) {
+        g_set_error(error, OTS_CONTROL_ERROR, OTS_CONTROL_ERROR_FAILED,
+                    "transport '%s' writes locally, not to the cloud: changing between local "
+                    "and network output needs a restart",
+                    name);
+        return NULL;
+    }
+    const OtsSettings *transports = ots_settings_get_group(root, "transports");
+    const OtsSettings *group = transports ? ots_settings_get_group(transports, t->name) : NULL;
+    if (group && t->settings) {
+        g_autofree char *path = g_strdup_printf("transports.%s", t->name);
+        if (!ots_settings_validate(group, t->settings, path, error))
+            return NULL;
+    }
+    Probe *p = g_new0(Probe, 1);
+    p->d = d;
+    p->t = t;
+    p->steps = json_array_new();
+    ots_uplink_config_init(&p->ucfg);
+    if (!ots_uplink_config_from_settings(root, &p->ucfg, error)) {
+        probe_free(p);
+        return NULL;
+    }
+    if (!p->ucfg.credentials) {
+        p->ucfg.credentials = ots_tls_credentials_new(NULL, NULL, NULL, NULL, NULL, NULL, error);
+        if (!p->ucfg.credentials) {
+            probe_free(p);
+            return NULL;
+        }
+    }
+    p->instance = t->create(group, error);
+    if (!p->instance) {
+        probe_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static void
+probe_run(Probe *p)
+{
+    OtsEndpoint ep = {.host = p->ucfg.host, .port = p->ucfg.port};
+    p->cancel = g_cancellable_new();
+    p->t0 = g_get_monotonic_time();
+    p->timer = g_timeout_add(p->ucfg.connect_timeout_ms, on_probe_timeout, p);
+    p->t->connect_async(p->instance, &ep, p->cancel, on_probe_hop, p, on_probe_connected, p);
+}
+
+/* The result both commands share: the steps, and on failure which hop and
+ * why. Never credentials: only hop reports and TLS errors go in. */
+static JsonObject *
+probe_result(Probe *p, gboolean ok)
+{
+    JsonObject *o = json_object_new();
+    json_object_set_string_member(o, "transport", p->t->name);
+    json_object_set_boolean_member(o, "ok", ok);
+    g_autofree char *endpoint = g_strdup_printf("%s:%u", p->ucfg.host, p->ucfg.port);
+    json_object_set_string_member(o, "endpoint", endpoint);
+    json_object_set_double_member(o, "elapsed_ms",
+                                  (double)(g_get_monotonic_time() - p->t0) / 1000.0);
+    if (p->tls_desc)
+        json_object_set_string_member(o, "tls", p->tls_desc);
+    if (!ok) {
+        json_object_set_string_member(o, "failed_hop", p->failed_hop ? p->failed_hop : "-");
+        json_object_set_string_member(o, "error", p->error ? p->error : "failed");
+    }
+    json_object_set_array_member(o, "steps", json_array_ref(p->steps));
+    return o;
+}
+
+static void switch_proven(Probe *p, gboolean ok);
+
+static void
+probe_done(Probe *p, gboolean ok)
+{
+    if (p->timer) {
+        g_source_remove(p->timer);
+        p->timer = 0;
+    }
+    if (p->switching) {
+        switch_proven(p, ok);
+        return;
+    }
+    JsonNode *r = json_node_new(JSON_NODE_OBJECT);
+    json_node_take_object(r, probe_result(p, ok));
+    p->reply(r, NULL, p->reply_data);
+    probe_free(p);
+}
+
+static void
+control_transport_test(gpointer user, const char *name, OtsControlReplyFunc reply,
+                       gpointer reply_data)
+{
+    Daemon *d = user;
+    g_autoptr(GError) err = NULL;
+    if (!name)
+        name = d->transport ? d->transport->name : "local";
+    Probe *p = probe_new(d, ots_config_get_root(d->config), name, &err);
+    if (!p) {
+        reply(NULL, err, reply_data);
+        return;
+    }
+    p->reply = reply;
+    p->reply_data = reply_data;
+    probe_run(p);
+}
+
+static char *
+override_path(const OtsSettings *root)
+{
+    const char *dir = "/var/lib/otsensor";
+    ots_settings_get_string(root, "sensor.state_dir", &dir);
+    return g_build_filename(dir, TRANSPORT_OVERRIDE_FILE, NULL);
+}
+
+/* The persisted choice, when there is a valid one. */
+static char *
+read_override(const OtsSettings *root)
+{
+    g_autofree char *path = override_path(root);
+    g_autofree char *text = NULL;
+    gsize len = 0;
+    if (!g_file_get_contents(path, &text, &len, NULL) || len > 256)
+        return NULL;
+    g_strstrip(text);
+    for (const char *c = text; *c; c++)
+        if (!g_ascii_isalnum(*c) && *c != '_' && *c != '-' && *c != '.')
+            return NULL;
+    return *text ? g_steal_pointer(&text) : NULL;
+}
+
+static gboolean
+write_override(const OtsSettings *root, const char *name, GError **error)
+{
+    g_autofree char *path = override_path(root);
+    if (!name) {
+        if (g_unlink(path) != 0 && errno != ENOENT) {
+            g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno), "cannot remove %s: %s",
+                        path, g_strerror(errno));
+            return FALSE;
+        }
+        return TRUE;
+    }
+    g_autofree char *line = g_strconcat(name, "\n", NULL);
+    return g_file_set_contents(path, line, -1, error);
+}
+
+static void start_drain(Daemon *d);
+
+/* The input ended during a switch: the final flush waits for its end. */
+static void
+switch_finished(Daemon *d)
+{
+    d->switching = NULL;
+    if (d->drain_after_switch) {
+        d->drain_after_switch = FALSE;
+        start_drain(d);
+    }
+}
+
+static void
+on_old_uplink_stopped(GObject *source, GAsyncResult *res, gpointer user)
+{
+    Probe *p = user;
+    Daemon *d = p->d;
+    g_autoptr(GError) err = NULL;
+    if (p->abandoned)
+        return; /* the daemon is freeing the old uplink on its way out */
+    if (!ots_uplink_stop_after_batch_finish(d->uplink, res, &err))
+        g_message("transport switch: %s; that batch is sent again on the new path", err->message);
+    /* Freeing rewinds anything not acknowledged: the spool keeps it, the
+     * new uplink sends it (at most one batch twice, never a gap). */
+    ots_uplink_free(d->uplink);
+    d->transport->destroy(d->transport_instance);
+    d->uplink = g_steal_pointer(&p->next);
+    d->transport = p->t;
+    d->transport_instance = g_steal_pointer(&p->instance);
+    ots_uplink_start_with_session(d->uplink, g_steal_pointer(&p->stream), g_steal_pointer(&p->tls));
+    if (p->config) {
+        /* A reload's switch: its configuration is in force now. */
+        g_autoptr(GError) lerr = NULL;
+        if (!ots_log_configure(ots_config_get_root(p->config), d->log_override, &lerr))
+            g_message("reload: logging: %s", lerr->message);
+        ots_config_free(d->config);
+        d->config = g_steal_pointer(&p->config);
+    }
+    gboolean persisted = FALSE;
+    g_autoptr(GError) perr = NULL;
+    if (p->persist) {
+        persisted = write_override(ots_config_get_root(d->config), p->t->name, &perr);
+        if (!persisted)
+            g_message("transport switch: not persisted: %s", perr->message);
+    }
+    gint64 took = g_get_monotonic_time() - p->t0;
+    g_message("transport switched from %s to %s in %" G_GINT64_FORMAT " ms%s", p->previous,
+              p->t->name, took / 1000, persisted ? " (persisted)" : "");
+    switch_finished(d);
+    emit_sensor_event(d, "transport_switch");
+    if (p->reply) {
+        JsonObject *o = probe_result(p, TRUE);
+        json_object_set_string_member(o, "previous", p->previous);
+        json_object_set_double_member(o, "proven_ms", (double)p->proven_us / 1000.0);
+        json_object_set_boolean_member(o, "persisted", persisted);
+        if (perr)
+            json_object_set_string_member(o, "persist_error", perr->message);
+        OtsUplinkStatus us;
+        ots_uplink_get_status(d->uplink, &us);
+        json_object_set_string_member(o, "state", ots_uplink_state_to_string(us.state));
+        JsonNode *r = json_node_new(JSON_NODE_OBJECT);
+        json_node_take_object(r, o);
+        p->reply(r, NULL, p->reply_data);
+    }
+    probe_free(p);
+}
+
+/* The new path is proven (or not). Not: the old uplink was never touched.
+ * Proven: the new uplink waits, the old one finishes its batch in flight,
+ * then the new one takes over on the proven session. */
+static void
+switch_proven(Probe *p, gboolean ok)
+{
+    Daemon *d = p->d;
+    g_autoptr(GError) err = NULL;
+    if (ok) {
+        const char *sensor_id = "otsensor";
+        ots_settings_get_string(ots_config_get_root(p->config ? p->config : d->config), "sensor.id",
+                                &sensor_id);
+        p->next = ots_uplink_new(&p->ucfg, d->spool, p->t, p->instance, sensor_id, &err);
+        if (!p->next) {
+            g_free(p->error);
+            p->error = g_strdup(err->message);
+            ok = FALSE;
+        }
+    }
+    if (!ok) {
+        g_autoptr(GError) e = g_error_new(
+            OTS_CONTROL_ERROR, OTS_CONTROL_ERROR_FAILED,
+            "cannot switch to transport %s: %s: %s; still delivering through %s", p->t->name,
+            p->failed_hop ? p->failed_hop : "setup", p->error ? p->error : "failed", p->previous);
+        g_message("%s", e->message);
+        switch_finished(d);
+        if (p->reply)
+            p->reply(NULL, e, p->reply_data);
+        probe_free(p);
+        return;
+    }
+    p->proven_us = g_get_monotonic_time() - p->t0;
+    guint drain = MIN(p->ucfg.io_timeout_ms, SWITCH_DRAIN_MAX_MS);
+    ots_uplink_stop_after_batch_async(d->uplink, drain, on_old_uplink_stopped, p);
+}
+
+/* The one switch path (`transport set`, and a reload whose output.transport
+ * changed). @config: (transfer full) (nullable): the reload's configuration,
+ * in force once switched; NULL: the running one. */
+static gboolean
+switch_start(Daemon *d, const char *name, OtsConfig *config, gboolean persist,
+             OtsControlReplyFunc reply, gpointer reply_data, GError **error)
+{
+    g_autoptr(OtsConfig) owned = config;
+    if (!d->uplink) {
+        g_set_error_literal(error, OTS_CONTROL_ERROR, OTS_CONTROL_ERROR_FAILED,
+                            "this sensor writes locally (-o or a local transport): switching to "
+                            "a network transport needs a restart");
+        return FALSE;
+    }
+    if (d->switching) {
+        g_set_error(error, OTS_CONTROL_ERROR, OTS_CONTROL_ERROR_FAILED,
+                    "a switch to %s is already running", d->switching->t->name);
+        return FALSE;
+    }
+    const OtsSettings *root = ots_config_get_root(config ? config : d->config);
+    Probe *p = probe_new(d, root, name, error);
+    if (!p)
+        return FALSE;
+    p->switching = TRUE;
+    p->persist = persist;
+    p->config = g_steal_pointer(&owned);
+    p->previous = g_strdup(d->transport->name);
+    p->reply = reply;
+    p->reply_data = reply_data;
+    d->switching = p;
+    g_message("switching transport from %s to %s", d->transport->name, p->t->name);
+    probe_run(p);
+    return TRUE;
+}
+
+/* ---- end of transport switch ---- */
+
 /* SIGHUP and `otsensorctl reload`: parse and validate the whole file first;
  * on any error keep running as before and say file:line (log and @error).
  * Then apply what can change live: log levels and the uplink's TLS files and
- * batching (certificates are re-read). Transport switching comes later. */
+ * batching (certificates are re-read). When output.transport changed in
+ * the file, the transport switch runs (make before break) and the new
+ * configuration is in force once the new path is proven; a failing path
+ * keeps everything as it was (logged with the hop's reason). */
 static gboolean
 daemon_reload(Daemon *d, GError **error)
 {
@@ -331,6 +850,17 @@ daemon_reload(Daemon *d, GError **error)
     if (!next)
         goto refused;
     const OtsSettings *root = ots_config_get_root(next);
+    const char *was = "local", *now = "local";
+    ots_settings_get_string(ots_config_get_root(d->config), "output.transport", &was);
+    ots_settings_get_string(root, "output.transport", &now);
+    if (d->uplink && g_strcmp0(was, now) != 0) {
+        g_autofree char *target = g_strdup(now);
+        if (!switch_start(d, target, g_steal_pointer(&next), FALSE, NULL, NULL, &err))
+            goto refused;
+        g_message("reloading %s: switching to transport %s", d->config_path, target);
+        ots_notify("READY=1");
+        return TRUE;
+    }
     if (d->uplink) {
         OtsUplinkConfig ucfg;
         ots_uplink_config_init(&ucfg);
@@ -412,6 +942,31 @@ control_transport(gpointer user)
     return d->uplink ? d->transport->name : ots_sink_get_transport_name(d->sink);
 }
 
+static void
+control_transport_set(gpointer user, const char *name, gboolean persist, OtsControlReplyFunc reply,
+                      gpointer reply_data)
+{
+    Daemon *d = user;
+    g_autoptr(GError) err = NULL;
+    if (!name) {
+        /* `transport set --clear`: the file's output.transport wins again
+         * at the next start; the running transport stays. */
+        if (!write_override(ots_config_get_root(d->config), NULL, &err)) {
+            reply(NULL, err, reply_data);
+            return;
+        }
+        JsonNode *r = json_node_new(JSON_NODE_OBJECT);
+        JsonObject *o = json_object_new();
+        json_object_set_boolean_member(o, "cleared", TRUE);
+        json_object_set_string_member(o, "transport", control_transport(d));
+        json_node_take_object(r, o);
+        reply(r, NULL, reply_data);
+        return;
+    }
+    if (!switch_start(d, name, NULL, persist, reply, reply_data, &err))
+        reply(NULL, err, reply_data);
+}
+
 /* A sensor without its control socket still captures: failing is logged
  * (quietly for offline reads, which seldom have /run/otsensor). */
 static void
@@ -431,6 +986,8 @@ control_start(Daemon *d, gboolean offline)
         .settings = control_settings,
         .active_transport = control_transport,
         .plugins = d->plugins,
+        .transport_set = control_transport_set,
+        .transport_test = control_transport_test,
         .user = d,
     };
     g_autoptr(GError) err = NULL;
@@ -832,6 +1389,16 @@ main(int argc, char **argv)
     d.drain_timeout_ms = (guint)CLAMP(drain_timeout, 0, 86400) * 1000;
     const char *tname = "local";
     ots_settings_get_string(root, "output.transport", &tname);
+    /* `otsensorctl transport set NAME --persist` wins over the file. */
+    g_autofree char *override = output_path ? NULL : read_override(root);
+    if (override && ots_plugin_set_find(plugins, OTS_PLUGIN_KIND_TRANSPORT, override)) {
+        g_message("transport %s (persisted by otsensorctl in %s; `otsensorctl transport set "
+                  "--clear` returns to output.transport = \"%s\")",
+                  override, TRANSPORT_OVERRIDE_FILE, tname);
+        tname = override;
+    } else if (override) {
+        g_message("ignoring the persisted transport '%s': no such transport plugin", override);
+    }
     const OtsPlugin *tp = ots_plugin_set_find(plugins, OTS_PLUGIN_KIND_TRANSPORT, tname);
     if (!output_path && tp && !(((const OtsTransportInfo *)tp->header)->flags &
                                 OTS_TRANSPORT_FLAG_RAW)) {
@@ -950,6 +1517,12 @@ main(int argc, char **argv)
         ots_summary_free(d.summary);
     }
     ots_control_server_free(d.control);
+    if (d.switching) {
+        /* Exiting mid-switch: the old uplink below rewinds; the trial is
+         * left to the process exit. */
+        d.switching->abandoned = TRUE;
+        d.switching->reply = NULL;
+    }
     ots_pipeline_free(d.pipeline);
     ots_sink_free(d.sink);
     if (d.uplink) {

@@ -441,6 +441,12 @@ ots_control_dispatch(const OtsControlProvider *provider, OtsControlRate *rate,
         return cmd_transport_list(provider);
     case OTS_CONTROL_CMD_TRANSPORT_SHOW:
         return cmd_transport_show(provider, req->name, error);
+    case OTS_CONTROL_CMD_TRANSPORT_SET:
+    case OTS_CONTROL_CMD_TRANSPORT_TEST:
+        /* Asynchronous: the server hands them to the provider itself. */
+        g_set_error_literal(error, OTS_CONTROL_ERROR, OTS_CONTROL_ERROR_FAILED,
+                            "asynchronous command");
+        return NULL;
     case OTS_CONTROL_CMD_RELOAD: {
         g_autoptr(GError) err = NULL;
         if (!provider->reload(provider->user, &err)) {

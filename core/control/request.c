@@ -13,6 +13,8 @@ static const char *const cmd_names[] = {
     [OTS_CONTROL_CMD_TRANSPORT_LIST] = "transport.list",
     [OTS_CONTROL_CMD_TRANSPORT_SHOW] = "transport.show",
     [OTS_CONTROL_CMD_RELOAD] = "reload",
+    [OTS_CONTROL_CMD_TRANSPORT_SET] = "transport.set",
+    [OTS_CONTROL_CMD_TRANSPORT_TEST] = "transport.test",
 };
 
 /**
@@ -139,21 +141,50 @@ ots_control_request_parse(const char *data, gsize len, GError **error)
     const char *name = NULL;
     JsonNode *n = json_object_get_member(o, "name");
     if (n && !JSON_NODE_HOLDS_NULL(n)) {
-        if (cmd != OTS_CONTROL_CMD_TRANSPORT_SHOW) {
+        if (cmd != OTS_CONTROL_CMD_TRANSPORT_SHOW && cmd != OTS_CONTROL_CMD_TRANSPORT_SET &&
+            cmd != OTS_CONTROL_CMD_TRANSPORT_TEST) {
             g_set_error(error, OTS_CONTROL_ERROR, OTS_CONTROL_ERROR_MALFORMED,
                         "\"%s\" takes no \"name\"", cmd_names[cmd]);
             return NULL;
         }
-        if (json_node_get_value_type(n) != G_TYPE_STRING || !valid_name(json_node_get_string(n))) {
+        if (!JSON_NODE_HOLDS_VALUE(n) || json_node_get_value_type(n) != G_TYPE_STRING ||
+            !valid_name(json_node_get_string(n))) {
             g_set_error_literal(error, OTS_CONTROL_ERROR, OTS_CONTROL_ERROR_MALFORMED,
                                 "\"name\" must be a transport name (1-64 of A-Z a-z 0-9 _ - .)");
             return NULL;
         }
         name = json_node_get_string(n);
     }
+    gboolean flags[2] = {FALSE, FALSE};
+    const char *const flag_names[2] = {"persist", "clear"};
+    for (guint i = 0; i < 2; i++) {
+        JsonNode *fn = json_object_get_member(o, flag_names[i]);
+        if (!fn || JSON_NODE_HOLDS_NULL(fn))
+            continue;
+        if (cmd != OTS_CONTROL_CMD_TRANSPORT_SET || !JSON_NODE_HOLDS_VALUE(fn) ||
+            json_node_get_value_type(fn) != G_TYPE_BOOLEAN) {
+            g_set_error(error, OTS_CONTROL_ERROR, OTS_CONTROL_ERROR_MALFORMED,
+                        "\"%s\" is a boolean of \"transport.set\" only", flag_names[i]);
+            return NULL;
+        }
+        flags[i] = json_node_get_boolean(fn);
+    }
+    if (cmd == OTS_CONTROL_CMD_TRANSPORT_SET && !name == !flags[1]) {
+        g_set_error_literal(error, OTS_CONTROL_ERROR, OTS_CONTROL_ERROR_MALFORMED,
+                            "\"transport.set\" needs either a transport \"name\" or "
+                            "\"clear\":true");
+        return NULL;
+    }
+    if (flags[0] && flags[1]) {
+        g_set_error_literal(error, OTS_CONTROL_ERROR, OTS_CONTROL_ERROR_MALFORMED,
+                            "\"persist\" and \"clear\" exclude each other");
+        return NULL;
+    }
     OtsControlRequest *req = g_new0(OtsControlRequest, 1);
     req->cmd = (OtsControlCmd)cmd;
     req->name = g_strdup(name);
+    req->persist = flags[0];
+    req->clear = flags[1];
     return req;
 }
 

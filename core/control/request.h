@@ -4,6 +4,8 @@
 /* The control protocol's wire format, apart from any socket so it can be
  * fuzzed: one JSON object a line each way.
  *   request  {"v":1,"cmd":"status"}   {"v":1,"cmd":"transport.show","name":"proxy"}
+ *           {"v":1,"cmd":"transport.set","name":"proxy","persist":true}
+ *           {"v":1,"cmd":"transport.set","clear":true}   {"v":1,"cmd":"transport.test"}
  *   reply    {"v":1,"ok":true,"result":{...}}   {"v":1,"ok":false,"error":"..."} */
 
 #include <glib.h>
@@ -36,16 +38,23 @@ typedef enum {
     OTS_CONTROL_CMD_TRANSPORT_LIST,
     OTS_CONTROL_CMD_TRANSPORT_SHOW,
     OTS_CONTROL_CMD_RELOAD,
+    OTS_CONTROL_CMD_TRANSPORT_SET,  /* "transport.set": switch (make before break) */
+    OTS_CONTROL_CMD_TRANSPORT_TEST, /* "transport.test": walk a transport's hops */
 } OtsControlCmd;
 
 /**
  * OtsControlRequest:
  * @cmd: the command
- * @name: (nullable): transport.show's optional transport name
+ * @name: (nullable): the transport name of transport.show, transport.test
+ *   (optional) and transport.set (required)
+ * @persist: transport.set: keep the choice across restarts
+ * @clear: transport.set without a name: forget the persisted choice
  */
 typedef struct {
     OtsControlCmd cmd;
     char *name;
+    gboolean persist;
+    gboolean clear;
 } OtsControlRequest;
 
 void ots_control_request_free(OtsControlRequest *req);

@@ -21,6 +21,13 @@
 
 typedef struct _Client Client;
 
+/* An asynchronous command in progress; outlives its client if that hangs up. */
+typedef struct {
+    Client *client; /* NULL once the client is gone */
+    OtsControlCmd cmd;
+    gboolean in_call; /* the provider is still inside its call */
+} Pending;
+
 struct _OtsControlServer {
     char *path;
     gid_t group_gid; /* (gid_t)-1: no group */
@@ -49,6 +56,7 @@ struct _Client {
     gsize out_off;
     gboolean closing; /* close once the output is written */
     uid_t uid;
+    Pending *pending; /* an asynchronous command runs: no further line is read */
 };
 
 static void client_update(Client *c);
@@ -86,6 +94,8 @@ client_free(Client *c)
     OtsControlServer *s = c->server;
     s->clients = g_list_remove(s->clients, c);
     s->n_clients--;
+    if (c->pending)
+        c->pending->client = NULL;
     if (c->src) {
         g_source_destroy(c->src);
         g_source_unref(c->src);
@@ -108,6 +118,61 @@ queue_reply(Client *c, char *line)
     g_free(line);
 }
 
+static void process_input(Client *c);
+static void touch(Client *c);
+static gboolean do_write(Client *c);
+
+static void
+pending_reply(JsonNode *result, const GError *error, gpointer data)
+{
+    Pending *p = data;
+    Client *c = p->client;
+    if (!c) {
+        if (result)
+            json_node_unref(result);
+        g_free(p);
+        return;
+    }
+    if (result) {
+        queue_reply(c, ots_control_reply_ok(result));
+    } else {
+        const char *msg = error ? error->message : "failed";
+        if (p->cmd == OTS_CONTROL_CMD_TRANSPORT_SET)
+            g_message("control: uid %u: %s", (guint)c->uid, msg);
+        queue_reply(c, ots_control_reply_error(msg));
+    }
+    c->pending = NULL;
+    gboolean in_call = p->in_call;
+    g_free(p);
+    if (in_call)
+        return; /* answered at once: process_input goes on */
+    /* Later: resume reading the lines that came meanwhile, and write. */
+    touch(c);
+    process_input(c);
+    if (do_write(c))
+        client_update(c);
+}
+
+static gboolean
+start_async(Client *c, const OtsControlRequest *req)
+{
+    const OtsControlProvider *pr = &c->server->provider;
+    if (req->cmd == OTS_CONTROL_CMD_TRANSPORT_SET ? !pr->transport_set : !pr->transport_test)
+        return FALSE;
+    Pending *p = g_new0(Pending, 1);
+    p->client = c;
+    p->cmd = req->cmd;
+    p->in_call = TRUE;
+    c->pending = p;
+    if (req->cmd == OTS_CONTROL_CMD_TRANSPORT_SET)
+        pr->transport_set(pr->user, req->name, req->persist, pending_reply, p);
+    else
+        pr->transport_test(pr->user, req->name, pending_reply, p);
+    if (c->pending == p)
+        p->in_call = FALSE;
+    return TRUE;
+}
+
 static void
 handle_line(Client *c, const char *line, gsize len)
 {
@@ -119,6 +184,14 @@ handle_line(Client *c, const char *line, gsize len)
         return;
     }
     g_debug("control: uid %u: %s", (guint)c->uid, ots_control_cmd_to_string(req->cmd));
+    if (req->cmd == OTS_CONTROL_CMD_TRANSPORT_SET || req->cmd == OTS_CONTROL_CMD_TRANSPORT_TEST) {
+        if (c->uid != 0 && req->cmd == OTS_CONTROL_CMD_TRANSPORT_SET)
+            g_message("control: uid %u: transport.set %s", (guint)c->uid,
+                      req->name ? req->name : "--clear");
+        if (!start_async(c, req))
+            queue_reply(c, ots_control_reply_error("not supported by this daemon"));
+        return;
+    }
     JsonNode *result = ots_control_dispatch(&c->server->provider, &c->server->rate, req, &err);
     if (!result) {
         if (req->cmd == OTS_CONTROL_CMD_RELOAD)
@@ -134,7 +207,7 @@ static void
 process_input(Client *c)
 {
     gsize start = 0;
-    while (!c->closing && c->out->len < MAX_PENDING_OUT) {
+    while (!c->closing && !c->pending && c->out->len < MAX_PENDING_OUT) {
         const guint8 *nl = memchr(c->in->data + start, '\n', c->in->len - start);
         if (!nl)
             break;
@@ -198,7 +271,7 @@ do_write(Client *c)
     }
     g_byte_array_set_size(c->out, 0);
     c->out_off = 0;
-    if (c->closing) {
+    if (c->closing && !c->pending) {
         client_free(c);
         return FALSE;
     }
@@ -219,6 +292,11 @@ on_client(GSocket *sock, GIOCondition cond, gpointer user)
         gssize n = g_socket_receive_with_blocking(sock, buf, sizeof buf, FALSE, NULL, &err);
         if (n < 0 && g_error_matches(err, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
             /* spurious wakeup */
+        } else if (n <= 0 && c->pending) {
+            /* Gone while its command runs: the command goes on, its answer
+             * is dropped. */
+            client_free(c);
+            return G_SOURCE_REMOVE;
         } else if (n <= 0) {
             /* The peer is gone (or half-closed): replies to what it sent are
              * written if the socket still takes them, then it is closed. */
@@ -244,7 +322,7 @@ static void
 client_update(Client *c)
 {
     GIOCondition want = 0;
-    if (!c->closing && c->out->len < MAX_PENDING_OUT)
+    if (!c->closing && !c->pending && c->out->len < MAX_PENDING_OUT)
         want |= G_IO_IN;
     if (c->out_off < c->out->len)
         want |= G_IO_OUT;

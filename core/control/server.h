@@ -13,6 +13,10 @@
 
 G_BEGIN_DECLS
 
+/* Answers an asynchronous command once: @result (transfer full) on success,
+ * else @error. Main thread. */
+typedef void (*OtsControlReplyFunc)(JsonNode *result, const GError *error, gpointer reply_data);
+
 /**
  * OtsControlProvider:
  * @status: the `sensor` health event's members as a JSON object text
@@ -22,6 +26,12 @@ G_BEGIN_DECLS
  * @settings: the configuration in force
  * @active_transport: the name of the transport in use
  * @plugins: the plugins loaded and refused (for version and transport.*)
+ * @transport_set: (nullable): switches the uplink to transport @name (make
+ *   before break), persisted across restarts with @persist; @name NULL:
+ *   removes the persisted choice. Calls @reply once, possibly later.
+ * @transport_test: (nullable): walks the hops of transport @name (NULL: the
+ *   active one) and the end-to-end TLS handshake, without touching the
+ *   running uplink. Calls @reply once, possibly later.
  * @user: passed to the callbacks
  *
  * What the daemon lends the control server; called on the main thread.
@@ -32,6 +42,10 @@ typedef struct {
     const OtsSettings *(*settings)(gpointer user);
     const char *(*active_transport)(gpointer user);
     const OtsPluginSet *plugins;
+    void (*transport_set)(gpointer user, const char *name, gboolean persist,
+                          OtsControlReplyFunc reply, gpointer reply_data);
+    void (*transport_test)(gpointer user, const char *name, OtsControlReplyFunc reply,
+                           gpointer reply_data);
     gpointer user;
 } OtsControlProvider;
 

@@ -22,6 +22,8 @@
 
 static const char *socket_path = DEFAULT_SOCKET;
 static gboolean json_out;
+static gboolean persist_opt;
+static gboolean clear_opt;
 
 /* The daemon opens the socket to its group (0660) only when control.group
  * is set; otherwise it is 0600. */
@@ -316,6 +318,72 @@ show_transport(JsonObject *r)
         print_flat("", s, 2);
 }
 
+/* The hops walked by transport.test and transport.set. */
+static void
+show_steps(JsonObject *r)
+{
+    JsonNode *sn = json_object_get_member(r, "steps");
+    JsonArray *a = sn && JSON_NODE_HOLDS_ARRAY(sn) ? json_node_get_array(sn) : NULL;
+    g_print("  %-4s %-28s %-14s %10s  %s\n", "HOP", "NAME", "STEP", "ELAPSED", "DETAIL");
+    for (guint i = 0; a && i < json_array_get_length(a); i++) {
+        JsonNode *en = json_array_get_element(a, i);
+        JsonObject *st = JSON_NODE_HOLDS_OBJECT(en) ? json_node_get_object(en) : NULL;
+        g_autofree char *hop = member(st, "hop"), *name = member(st, "name");
+        g_autofree char *step = member(st, "step"), *detail = member(st, "detail");
+        double ms = st ? json_object_get_double_member_with_default(st, "elapsed_ms", 0) : 0;
+        g_print("  %-4s %-28s %-14s %7.1f ms  %s\n", hop, name, step, ms,
+                st && json_object_has_member(st, "detail") ? detail : "");
+    }
+}
+
+/* Returns the exit status: 1 when a hop failed. */
+static int
+show_test(JsonObject *r)
+{
+    g_autofree char *t = member(r, "transport"), *ep = member(r, "endpoint");
+    gboolean ok = json_object_get_boolean_member_with_default(r, "ok", FALSE);
+    double ms = json_object_get_double_member_with_default(r, "elapsed_ms", 0);
+    g_print("test-connection: transport %s to %s\n", t, ep);
+    show_steps(r);
+    if (ok) {
+        g_autofree char *tls = member(r, "tls");
+        g_print("OK in %.1f ms%s%s\n", ms, json_object_has_member(r, "tls") ? ", " : "",
+                json_object_has_member(r, "tls") ? tls : "");
+        return 0;
+    }
+    g_autofree char *hop = member(r, "failed_hop"), *err = member(r, "error");
+    g_print("FAILED at %s: %s\n", hop, err);
+    return EXIT_FAILED;
+}
+
+/* Returns the exit status: 1 when --persist could not be written. */
+static int
+show_switch(JsonObject *r)
+{
+    if (json_object_has_member(r, "cleared")) {
+        g_autofree char *t = member(r, "transport");
+        g_print("persisted transport choice removed: output.transport from the configuration "
+                "applies at the next start (running now: %s)\n",
+                t);
+        return 0;
+    }
+    g_autofree char *t = member(r, "transport"), *prev = member(r, "previous");
+    double ms = json_object_get_double_member_with_default(r, "elapsed_ms", 0);
+    double proven = json_object_get_double_member_with_default(r, "proven_ms", 0);
+    show_steps(r);
+    g_print("switched from %s to %s in %.1f ms (new path proven after %.1f ms)%s\n", prev, t, ms,
+            proven,
+            json_object_get_boolean_member_with_default(r, "persisted", FALSE)
+                ? "; persisted across restarts"
+                : "");
+    if (json_object_has_member(r, "persist_error")) {
+        g_autofree char *pe = member(r, "persist_error");
+        g_printerr("otsensorctl: switched, but the choice is not persisted: %s\n", pe);
+        return EXIT_FAILED;
+    }
+    return 0;
+}
+
 static int
 usage(GOptionContext *ctx)
 {
@@ -334,6 +402,10 @@ main(int argc, char **argv)
         {"socket", 's', 0, G_OPTION_ARG_FILENAME, &sock,
          "Control socket of otsensord (default " DEFAULT_SOCKET ")", "SOCKET"},
         {"json", 0, 0, G_OPTION_ARG_NONE, &json_out, "Print the daemon's JSON answer", NULL},
+        {"persist", 0, 0, G_OPTION_ARG_NONE, &persist_opt,
+         "transport set: keep the choice across restarts", NULL},
+        {"clear", 0, 0, G_OPTION_ARG_NONE, &clear_opt, "transport set: remove the persisted choice",
+         NULL},
         {NULL},
     };
     g_autoptr(GOptionContext) ctx = g_option_context_new("COMMAND [ARG]");
@@ -345,6 +417,10 @@ main(int argc, char **argv)
              "  version                daemon version, SDK ABI, plugins\n"
              "  transport list         transport plugins, the active one\n"
              "  transport show [NAME]  a transport's settings (no secrets)\n"
+             "  transport set NAME [--persist]\n"
+             "                         switch the uplink to NAME once its path is proven\n"
+             "  transport set --clear  forget a persisted choice (the file applies again)\n"
+             "  test-connection [NAME] walk every hop of a transport (default: the active)\n"
              "  reload                 re-read the configuration file\n"
              "\n"
              "Exit status: 0 ok, 1 the daemon refused or failed, 64 usage,\n"
@@ -375,6 +451,25 @@ main(int argc, char **argv)
             name = argv[3];
             want_args = 4;
         }
+    } else if (g_str_equal(cmd, "transport") && argc >= 3 && g_str_equal(argv[2], "set")) {
+        wire = "transport.set";
+        want_args = clear_opt ? 3 : 4;
+        if (clear_opt && persist_opt) {
+            g_printerr("otsensorctl: --clear and --persist exclude each other\n");
+            return EX_USAGE;
+        }
+        if (argc == 4 && !clear_opt)
+            name = argv[3];
+        else if (argc < 4 && !clear_opt) {
+            g_printerr("otsensorctl: transport set needs a transport name (or --clear)\n");
+            return EX_USAGE;
+        }
+    } else if (g_str_equal(cmd, "test-connection")) {
+        wire = "transport.test";
+        if (argc == 3) {
+            name = argv[2];
+            want_args = 3;
+        }
     } else {
         g_printerr("otsensorctl: unknown command '%s'\n", cmd);
         return usage(ctx);
@@ -394,19 +489,35 @@ main(int argc, char **argv)
         json_builder_set_member_name(b, "name");
         json_builder_add_string_value(b, name);
     }
+    if ((persist_opt || clear_opt) && g_str_equal(wire, "transport.set")) {
+        json_builder_set_member_name(b, persist_opt ? "persist" : "clear");
+        json_builder_add_boolean_value(b, TRUE);
+    }
     json_builder_end_object(b);
     g_autoptr(JsonNode) req = json_builder_get_root(b);
     g_autofree char *request = json_to_string(req, FALSE);
 
+    if ((persist_opt || clear_opt) && !g_str_equal(wire, "transport.set")) {
+        g_printerr("otsensorctl: --persist and --clear go with transport set\n");
+        return EX_USAGE;
+    }
     int code = 0;
     JsonObject *reply = call(request, &code);
     if (!reply)
         return code;
     JsonNode *result = json_object_get_member(reply, "result");
     JsonObject *r = result && JSON_NODE_HOLDS_OBJECT(result) ? json_node_get_object(result) : NULL;
+    int rc = 0;
+    if (g_str_equal(wire, "transport.test") && r &&
+        !json_object_get_boolean_member_with_default(r, "ok", FALSE))
+        rc = EXIT_FAILED;
     if (json_out) {
         if (result)
             print_json(result);
+    } else if (g_str_equal(wire, "transport.test") && r) {
+        rc = show_test(r);
+    } else if (g_str_equal(wire, "transport.set") && r) {
+        rc = show_switch(r);
     } else if (g_str_equal(wire, "status") && r) {
         show_status(r);
     } else if (g_str_equal(wire, "stats") && result) {
@@ -421,5 +532,5 @@ main(int argc, char **argv)
         g_print("configuration reloaded\n");
     }
     json_object_unref(reply);
-    return 0;
+    return rc;
 }

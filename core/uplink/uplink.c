@@ -62,6 +62,13 @@ struct _OtsUplink {
     gboolean reconnect_wanted;
     guint reconnect_idle;
 
+    /* Stopping after the batch in flight (transport switch): no new batch
+     * is read; @drain_task completes once nothing is in flight. */
+    gboolean draining;
+    GTask *drain_task;
+    guint drain_timer;
+    guint drain_idle;
+
     OtsUplinkStatus st;
 };
 
@@ -415,12 +422,18 @@ close_connection(OtsUplink *u)
     ots_spool_rewind(u->spool);
 }
 
+static void drain_check(OtsUplink *u);
+
 static gboolean
 on_retry(gpointer data)
 {
     OtsUplink *u = data;
 
     u->retry_timer = 0;
+    if (u->draining) {
+        drain_check(u);
+        return G_SOURCE_REMOVE;
+    }
     if (u->stream) {
         u->state = OTS_UPLINK_STATE_CONNECTED;
         maybe_send(u);
@@ -453,6 +466,7 @@ schedule_retry(OtsUplink *u, gboolean auth, guint64 min_delay_ms)
     u->st.current_backoff_ms = (guint)MIN(delay, G_MAXUINT);
     clear_source(&u->retry_timer);
     u->retry_timer = g_timeout_add((guint)MIN(delay, G_MAXUINT), on_retry, u);
+    drain_check(u);
 }
 
 /* A connection-level failure: drop the session, retry later. */
@@ -607,6 +621,12 @@ do_connect(OtsUplink *u)
     OtsEndpoint ep = {.host = u->cfg.host, .port = u->cfg.port};
 
     close_connection(u);
+    if (u->draining) {
+        /* Handing over to another uplink: no new session. */
+        u->state = OTS_UPLINK_STATE_IDLE;
+        drain_check(u);
+        return;
+    }
     g_clear_pointer(&u->hop_detail, g_free);
     u->state = OTS_UPLINK_STATE_CONNECTING;
     u->connect_timer = g_timeout_add(u->cfg.connect_timeout_ms, on_connect_timeout, u);
@@ -956,7 +976,9 @@ on_delay(gpointer data)
     OtsUplink *u = data;
 
     u->delay_timer = 0;
-    if (u->state == OTS_UPLINK_STATE_CONNECTED && !u->busy)
+    if (u->draining)
+        drain_check(u);
+    else if (u->state == OTS_UPLINK_STATE_CONNECTED && !u->busy)
         send_batch(u);
     else
         maybe_send(u);
@@ -972,6 +994,10 @@ maybe_send(OtsUplink *u)
 
     if (u->stopped || !u->started)
         return;
+    if (u->draining) {
+        drain_check(u);
+        return;
+    }
     ots_spool_get_stats(u->spool, &ss);
     if (ss.depth_events == 0)
         return;
@@ -1155,6 +1181,114 @@ ots_uplink_flush_finish(OtsUplink *u, GAsyncResult *result, GError **error)
     return g_task_propagate_boolean(G_TASK(result), error);
 }
 
+/* --- handing over to another uplink (transport switch) --- */
+
+static gboolean
+on_drain_idle(gpointer data)
+{
+    OtsUplink *u = data;
+
+    u->drain_idle = 0;
+    if (!u->drain_task || u->busy)
+        return G_SOURCE_REMOVE;
+    clear_source(&u->drain_timer);
+    GTask *t = g_steal_pointer(&u->drain_task);
+    g_task_return_boolean(t, TRUE);
+    g_object_unref(t);
+    return G_SOURCE_REMOVE;
+}
+
+/* Completes the drain once no batch is in flight. From an idle callback:
+ * the owner frees the uplink in its callback, which must not happen inside
+ * the uplink's own I/O callbacks. */
+static void
+drain_check(OtsUplink *u)
+{
+    if (!u->draining || !u->drain_task || u->busy || u->drain_idle)
+        return;
+    u->drain_idle = g_idle_add(on_drain_idle, u);
+}
+
+static gboolean
+on_drain_deadline(gpointer data)
+{
+    OtsUplink *u = data;
+
+    u->drain_timer = 0;
+    clear_source(&u->drain_idle);
+    GTask *t = g_steal_pointer(&u->drain_task);
+    g_task_return_new_error(t, OTS_UPLINK_ERROR, OTS_UPLINK_ERROR_TIMEOUT,
+                            "the batch in flight was not acknowledged in time%s%s",
+                            u->last_error ? "; last error: " : "",
+                            u->last_error ? u->last_error : "");
+    g_object_unref(t);
+    return G_SOURCE_REMOVE;
+}
+
+/**
+ * ots_uplink_stop_after_batch_async:
+ * @u: an uplink
+ * @timeout_ms: how long to wait for the batch in flight
+ * @callback: called once nothing is in flight (or on the deadline)
+ * @user_data: for @callback
+ *
+ * Reads no further batch from the spool and waits for the answer to the one
+ * in flight, if any, so that a following ots_uplink_free() rewinds nothing
+ * that was already delivered. Connection attempts and retries stop too. The
+ * uplink stays in that state until freed: free it in @callback. TRUE when
+ * nothing is in flight; FALSE with OTS_UPLINK_ERROR_TIMEOUT on the deadline
+ * (freeing then rewinds the batch: the next uplink sends it again).
+ */
+void
+ots_uplink_stop_after_batch_async(OtsUplink *u, guint timeout_ms, GAsyncReadyCallback callback,
+                                  gpointer user_data)
+{
+    GTask *t = g_task_new(NULL, NULL, callback, user_data);
+
+    g_task_set_source_tag(t, ots_uplink_stop_after_batch_async);
+    if (u->drain_task) {
+        g_task_return_new_error(t, G_IO_ERROR, G_IO_ERROR_PENDING, "already stopping");
+        g_object_unref(t);
+        return;
+    }
+    u->draining = TRUE;
+    u->drain_task = t;
+    clear_source(&u->delay_timer);
+    clear_source(&u->retry_timer);
+    u->drain_timer = g_timeout_add(timeout_ms, on_drain_deadline, u);
+    drain_check(u);
+}
+
+gboolean
+ots_uplink_stop_after_batch_finish(OtsUplink *u, GAsyncResult *result, GError **error)
+{
+    return g_task_propagate_boolean(G_TASK(result), error);
+}
+
+/**
+ * ots_uplink_start_with_session:
+ * @u: an uplink not started yet
+ * @stream: (transfer full): the transport's stream, already connected
+ * @tls: (transfer full) (nullable): the TLS session over @stream, handshake
+ *   done (NULL for a RAW transport)
+ *
+ * Starts @u on a session proven beforehand (make before break), without
+ * connecting again. Should the session have ended meanwhile, the uplink
+ * reconnects as usual.
+ */
+void
+ots_uplink_start_with_session(OtsUplink *u, GIOStream *stream, OtsTlsSession *tls)
+{
+    g_return_if_fail(!u->started && !u->stopped);
+    u->started = TRUE;
+    close_connection(u);
+    u->stream = stream;
+    u->tls = tls;
+    if (tls)
+        u->tls_desc = ots_tls_session_get_description(tls);
+    session_up(u);
+}
+
 void
 ots_uplink_free(OtsUplink *u)
 {
@@ -1163,6 +1297,13 @@ ots_uplink_free(OtsUplink *u)
     if (u->transport->abi_minor >= 1 && u->transport->set_reconnect_func)
         u->transport->set_reconnect_func(u->instance, NULL, NULL);
     clear_source(&u->reconnect_idle);
+    clear_source(&u->drain_timer);
+    clear_source(&u->drain_idle);
+    if (u->drain_task) {
+        GTask *t = g_steal_pointer(&u->drain_task);
+        g_task_return_new_error(t, G_IO_ERROR, G_IO_ERROR_CANCELLED, "uplink stopped");
+        g_object_unref(t);
+    }
     close_connection(u);
     u->stopped = TRUE;
     u->state = OTS_UPLINK_STATE_STOPPED;

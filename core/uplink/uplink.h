@@ -132,6 +132,14 @@ void ots_uplink_flush_async(OtsUplink *u, guint timeout_ms, GCancellable *cancel
                             GAsyncReadyCallback callback, gpointer user_data);
 gboolean ots_uplink_flush_finish(OtsUplink *u, GAsyncResult *result, GError **error);
 
+/* Transport switch (make before break): the old uplink finishes its batch
+ * in flight and reads no more (free it in @callback); the new one starts on
+ * the session proven by the caller. See uplink.c. */
+void ots_uplink_stop_after_batch_async(OtsUplink *u, guint timeout_ms, GAsyncReadyCallback callback,
+                                       gpointer user_data);
+gboolean ots_uplink_stop_after_batch_finish(OtsUplink *u, GAsyncResult *result, GError **error);
+void ots_uplink_start_with_session(OtsUplink *u, GIOStream *stream, OtsTlsSession *tls);
+
 /* Stops at once: the batch in flight is not acknowledged and will be sent
  * again by the next start (at-least-once). */
 void ots_uplink_free(OtsUplink *u);

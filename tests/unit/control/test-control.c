@@ -64,6 +64,45 @@ test_parse_good(void)
 }
 
 static void
+test_parse_switch(void)
+{
+    g_autoptr(OtsControlRequest) a =
+        parse("{\"v\":1,\"cmd\":\"transport.set\",\"name\":\"proxy\",\"persist\":true}", NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    CU_ASSERT_EQUAL(a->cmd, OTS_CONTROL_CMD_TRANSPORT_SET);
+    CU_ASSERT_STRING_EQUAL(a->name, "proxy");
+    CU_ASSERT_TRUE(a->persist);
+    g_autoptr(OtsControlRequest) b =
+        parse("{\"v\":1,\"cmd\":\"transport.set\",\"clear\":true}", NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    CU_ASSERT_PTR_NULL(b->name);
+    CU_ASSERT_TRUE(b->clear);
+    CU_ASSERT_FALSE(b->persist);
+    CU_ASSERT_FALSE(a->clear);
+    g_autoptr(OtsControlRequest) c = parse("{\"v\":1,\"cmd\":\"transport.test\"}", NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_EQUAL(c->cmd, OTS_CONTROL_CMD_TRANSPORT_TEST);
+    CU_ASSERT_PTR_NULL(c->name);
+    g_autoptr(OtsControlRequest) d =
+        parse("{\"v\":1,\"cmd\":\"transport.test\",\"name\":\"proxy-chain\"}", NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    CU_ASSERT_STRING_EQUAL(d->name, "proxy-chain");
+#define E(s, frag) expect_error(s, strlen(s), OTS_CONTROL_ERROR_MALFORMED, frag)
+    E("{\"v\":1,\"cmd\":\"transport.set\"}", "either a transport");
+    E("{\"v\":1,\"cmd\":\"transport.set\",\"name\":null}", "either a transport");
+    E("{\"v\":1,\"cmd\":\"transport.set\",\"name\":\"a/b\"}", "transport name");
+    E("{\"v\":1,\"cmd\":\"transport.set\",\"name\":[\"x\"]}", "transport name");
+    E("{\"v\":1,\"cmd\":\"transport.set\",\"name\":\"x\",\"clear\":true}", "either");
+    E("{\"v\":1,\"cmd\":\"transport.set\",\"clear\":false}", "either");
+    E("{\"v\":1,\"cmd\":\"transport.set\",\"clear\":true,\"persist\":true}", "exclude");
+    E("{\"v\":1,\"cmd\":\"transport.test\",\"clear\":true}", "boolean");
+    E("{\"v\":1,\"cmd\":\"transport.set\",\"name\":\"x\",\"persist\":1}", "boolean");
+    E("{\"v\":1,\"cmd\":\"transport.set\",\"name\":\"x\",\"persist\":{}}", "boolean");
+    E("{\"v\":1,\"cmd\":\"status\",\"persist\":true}", "boolean");
+#undef E
+}
+
+static void
 test_parse_errors(void)
 {
 #define E(s, code, frag) expect_error(s, strlen(s), OTS_CONTROL_ERROR_##code, frag)
@@ -249,7 +288,62 @@ fake_active(gpointer user)
     return "fake";
 }
 
+/* transport.set answers later (from an idle callback, like a real switch
+ * that waits for the network); transport.test answers at once. */
+typedef struct {
+    OtsControlReplyFunc reply;
+    gpointer data;
+    char *name;
+    gboolean persist;
+} FakeSwitch;
+
+static gboolean
+fake_switch_done(gpointer user)
+{
+    FakeSwitch *f = user;
+    if (g_strcmp0(f->name, "broken") == 0) {
+        g_autoptr(GError) e = g_error_new(OTS_CONTROL_ERROR, OTS_CONTROL_ERROR_FAILED,
+                                          "cannot switch to transport broken: hop 0 (h:1): 407");
+        f->reply(NULL, e, f->data);
+    } else {
+        JsonNode *r = json_node_new(JSON_NODE_OBJECT);
+        JsonObject *o = json_object_new();
+        json_object_set_string_member(o, "transport", f->name);
+        json_object_set_boolean_member(o, "persisted", f->persist);
+        json_node_take_object(r, o);
+        f->reply(r, NULL, f->data);
+    }
+    g_free(f->name);
+    g_free(f);
+    return G_SOURCE_REMOVE;
+}
+
+static void
+fake_transport_set(gpointer user, const char *name, gboolean persist, OtsControlReplyFunc reply,
+                   gpointer reply_data)
+{
+    FakeSwitch *f = g_new0(FakeSwitch, 1);
+    f->reply = reply;
+    f->data = reply_data;
+    f->name = g_strdup(name);
+    f->persist = persist;
+    g_timeout_add(50, fake_switch_done, f);
+}
+
+static void
+fake_transport_test(gpointer user, const char *name, OtsControlReplyFunc reply, gpointer reply_data)
+{
+    JsonNode *r = json_node_new(JSON_NODE_OBJECT);
+    JsonObject *o = json_object_new();
+    json_object_set_string_member(o, "transport", name ? name : "fake");
+    json_object_set_boolean_member(o, "ok", TRUE);
+    json_node_take_object(r, o);
+    reply(r, NULL, reply_data);
+}
+
 static OtsControlProvider fake_provider = {
+    .transport_set = fake_transport_set,
+    .transport_test = fake_transport_test,
     .status = fake_status,
     .reload = fake_reload,
     .settings = fake_settings_root,
@@ -577,6 +671,36 @@ test_server_requests(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(lines[4], "no transport plugin named 'nope'"));
     CU_ASSERT_PTR_NOT_NULL(strstr(lines[5], "\"active\":\"fake\""));
 
+    /* Asynchronous commands: transport.set answers later, and the lines
+     * after it wait for its answer, in order; transport.test at once. */
+    const char *sw = "{\"v\":1,\"cmd\":\"transport.set\",\"name\":\"proxy\",\"persist\":true}\n"
+                     "{\"v\":1,\"cmd\":\"transport.list\"}\n"
+                     "{\"v\":1,\"cmd\":\"transport.set\",\"name\":\"broken\"}\n"
+                     "{\"v\":1,\"cmd\":\"transport.test\",\"name\":\"direct\"}\n";
+    g_autofree char *r4 = ask(sw, strlen(sw), 4, NULL);
+    g_auto(GStrv) sl = g_strsplit(r4, "\n", -1);
+    CU_ASSERT_EQUAL_FATAL(g_strv_length(sl), 5);
+    CU_ASSERT_PTR_NOT_NULL(strstr(sl[0], "\"ok\":true"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(sl[0], "\"transport\":\"proxy\",\"persisted\":true"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(sl[1], "\"active\":\"fake\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(sl[2], "\"ok\":false"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(sl[2], "hop 0 (h:1): 407"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(sl[3], "\"transport\":\"direct\",\"ok\":true"));
+    /* A client gone before the answer: the answer is dropped, no crash. */
+    Client gone = {.fd = -1, .data = sw, .len = strlen(sw), .want_lines = 0};
+    run_client(&gone);
+    g_string_free(gone.reply, TRUE);
+    for (int i = 0; i < 20; i++) {
+        g_usleep(10000);
+        while (g_main_context_iteration(NULL, FALSE))
+            ;
+    }
+    /* The dispatcher itself leaves them to the server. */
+    g_autoptr(GError) aerr = NULL;
+    g_autoptr(JsonNode) none = run_cmd("{\"v\":1,\"cmd\":\"transport.test\"}", &aerr);
+    CU_ASSERT_PTR_NULL(none);
+    CU_ASSERT_PTR_NOT_NULL(aerr);
+
     /* A failing reload answers with the file:line. */
     fake.reload_ok = FALSE;
     const char *rl = "{\"v\":1,\"cmd\":\"reload\"}\n";
@@ -760,6 +884,7 @@ test_server_peer_credentials(void)
 static CU_TestInfo parse_tests[] = {
     {"good requests", test_parse_good},
     {"every refusal", test_parse_errors},
+    {"transport.set and transport.test", test_parse_switch},
     {"replies", test_replies},
     {"peer check", test_peer_allowed},
     CU_TEST_INFO_NULL,

@@ -798,6 +798,112 @@ test_uplink_raw(void)
     g_clear_pointer(&raw_path, g_free);
 }
 
+static void
+append_raw(OtsSpool *spool, guint n)
+{
+    for (guint i = 0; i < n; i++) {
+        guint64 seq = ots_spool_next_seq(spool);
+        g_autofree char *line = g_strdup_printf("{\"seq\":%" G_GUINT64_FORMAT "}\n", seq);
+        ots_spool_append(spool, 0, (const guint8 *)line, strlen(line));
+    }
+    ots_spool_sync(spool);
+}
+
+static guint
+count_lines(const char *path)
+{
+    g_autofree char *text = NULL;
+    if (!g_file_get_contents(path, &text, NULL, NULL))
+        return 0;
+    guint n = 0;
+    for (const char *c = text; *c; c++)
+        n += *c == '\n';
+    return n;
+}
+
+/* Switch (make before break) between two RAW uplinks on one spool: the old
+ * one finishes and then reads nothing more; the new one starts on a stream
+ * opened beforehand, without connecting; the two outputs hold every seq
+ * exactly once, in order. */
+static void
+test_uplink_switch(void)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *dir = g_strdup_printf("%s/spool-switch", tmpdir);
+    g_autofree char *old_path = g_strdup_printf("%s/switch-old.ndjson", tmpdir);
+    g_autofree char *new_path = g_strdup_printf("%s/switch-new.ndjson", tmpdir);
+    OtsSpoolConfig sc = {.path = dir, .max_bytes = 1 << 20, .segment_bytes = 1 << 16};
+    OtsSpool *spool = ots_spool_open(&sc, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(spool);
+    OtsUplinkConfig cfg;
+    ots_uplink_config_init(&cfg);
+    g_assert(ots_uplink_config_set_endpoint(&cfg, "https://unused.test/", NULL));
+    cfg.batch_max_events = 3;
+    cfg.batch_max_delay_ms = 0;
+    raw_path = old_path;
+    OtsUplink *old = ots_uplink_new(&cfg, spool, &raw_transport, NULL, "sensor-001", &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(old);
+    ots_uplink_start(old);
+    append_raw(spool, 5);
+    ots_uplink_notify(old);
+    /* Stop after the batch in flight (the first one is being written). */
+    Wait w = {0};
+    ots_uplink_stop_after_batch_async(old, 5000, on_done, &w);
+    wait_for(&w);
+    CU_ASSERT_TRUE(ots_uplink_stop_after_batch_finish(old, w.res, &err));
+    g_object_unref(w.res);
+    OtsUplinkStatus st;
+    ots_uplink_get_status(old, &st);
+    guint old_acked = (guint)st.events_acked;
+    CU_ASSERT(old_acked <= 5);
+    /* Stopping: new events and notifications send nothing more. */
+    append_raw(spool, 4);
+    ots_uplink_notify(old);
+    for (guint i = 0; i < 50; i++)
+        g_main_context_iteration(NULL, FALSE);
+    ots_uplink_get_status(old, &st);
+    CU_ASSERT_EQUAL(st.events_acked, old_acked);
+    CU_ASSERT_EQUAL(count_lines(old_path), old_acked);
+    ots_uplink_free(old);
+
+    /* The new path, proven before: its stream is handed over. */
+    raw_path = new_path;
+    Wait c = {0};
+    raw_connect_async(NULL, NULL, NULL, NULL, NULL, on_done, &c);
+    wait_for(&c);
+    GIOStream *stream = tt_connect_finish(NULL, c.res, &err);
+    g_object_unref(c.res);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(stream);
+    OtsUplink *next = ots_uplink_new(&cfg, spool, &raw_transport, NULL, "sensor-001", &err);
+    ots_uplink_config_clear(&cfg);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(next);
+    ots_uplink_start_with_session(next, stream, NULL);
+    append_raw(spool, 2);
+    ots_uplink_notify(next);
+    Wait f = {0};
+    ots_uplink_flush_async(next, 5000, NULL, on_done, &f);
+    wait_for(&f);
+    CU_ASSERT_TRUE(ots_uplink_flush_finish(next, f.res, NULL));
+    g_object_unref(f.res);
+    ots_uplink_get_status(next, &st);
+    CU_ASSERT_EQUAL(st.events_acked, 11 - old_acked);
+    CU_ASSERT_EQUAL(st.connects, 1); /* the handed-over session, no new connect */
+    ots_uplink_free(next);
+    for (guint i = 0; i < 20; i++)
+        g_main_context_iteration(NULL, FALSE);
+    ots_spool_close(spool);
+    g_autofree char *a = NULL, *b = NULL;
+    g_file_get_contents(old_path, &a, NULL, NULL);
+    g_file_get_contents(new_path, &b, NULL, NULL);
+    g_autofree char *all = g_strconcat(a ? a : "", b ? b : "", NULL);
+    GString *want = g_string_new(NULL);
+    for (guint i = 1; i <= 11; i++)
+        g_string_append_printf(want, "{\"seq\":%u}\n", i);
+    CU_ASSERT_STRING_EQUAL(all, want->str);
+    g_string_free(want, TRUE);
+    raw_path = NULL;
+}
+
 /* ots_uplink_config_from_settings on loaded configs: files read, errors
  * name the key and the file; schema checks give file:line. */
 static void
@@ -893,6 +999,7 @@ static CU_TestInfo uplink_tests[] = {
     {"endpoint parsing", test_uplink_config},
     {"config from settings: files, token, pins, errors", test_uplink_config_from_settings},
     {"RAW transport: lines written, acked on write", test_uplink_raw},
+    {"switch: stop after the batch, start on a proven session", test_uplink_switch},
     {"POST, gzip, headers, token, keep-alive, ack", test_uplink_post_and_ack},
     {"503, dropped connection, 429 Retry-After", test_uplink_retries},
     {"413 splits the batch", test_uplink_split_413},
