@@ -28,6 +28,7 @@ struct _OtsUplink {
     char *last_error;
     char *tls_desc;
     char *hop_detail; /* last hop failure reported by the transport */
+    char *via;        /* the last proxy whose CONNECT succeeded, for later errors */
 
     /* One connection at a time; @gen tells its callbacks from stale ones. */
     guint gen;
@@ -343,6 +344,7 @@ uplink_unref(OtsUplink *u)
     g_free(u->last_error);
     g_free(u->tls_desc);
     g_free(u->hop_detail);
+    g_free(u->via);
     g_clear_object(&u->cancel);
     g_clear_pointer(&u->request, g_byte_array_unref);
     ots_spool_batch_clear(&u->batch);
@@ -503,6 +505,10 @@ on_hop(const OtsHopReport *r, gpointer data)
     g_debug("hop %u (%s): step %d after %" G_GINT64_FORMAT " us%s%s", r->hop,
             r->hop_name ? r->hop_name : "-", r->step, r->elapsed_us, r->detail ? ": " : "",
             r->detail ? r->detail : "");
+    if (r->step == OTS_HOP_CONNECT_OK && r->hop_name) {
+        g_free(u->via);
+        u->via = g_strdup(r->hop_name);
+    }
     if (r->step == OTS_HOP_FAILED) {
         g_free(u->hop_detail);
         u->hop_detail = g_strdup_printf("hop %u (%s): %s", r->hop, r->hop_name ? r->hop_name : "-",
@@ -628,6 +634,7 @@ do_connect(OtsUplink *u)
         return;
     }
     g_clear_pointer(&u->hop_detail, g_free);
+    g_clear_pointer(&u->via, g_free);
     u->state = OTS_UPLINK_STATE_CONNECTING;
     u->connect_timer = g_timeout_add(u->cfg.connect_timeout_ms, on_connect_timeout, u);
     u->transport->connect_async(u->instance, &ep, u->cancel, on_hop, u, on_connected, op_new(u));
@@ -746,7 +753,12 @@ handle_response(OtsUplink *u)
 static void
 protocol_failure(OtsUplink *u, const char *what)
 {
-    set_error(u, "HTTP from %s:%u: %s", u->cfg.host, u->cfg.port, what);
+    /* Through a proxy, the tunnel may have been cut by it, not the server. */
+    if (u->via)
+        set_error(u, "HTTP from %s:%u through proxy %s: %s", u->cfg.host, u->cfg.port, u->via,
+                  what);
+    else
+        set_error(u, "HTTP from %s:%u: %s", u->cfg.host, u->cfg.port, what);
     fail_connection(u, FALSE);
 }
 
@@ -796,7 +808,8 @@ on_read(GObject *source, GAsyncResult *res, gpointer data)
                 u->peer_closed = TRUE;
                 handle_response(u);
             } else {
-                protocol_failure(u, "the server closed the connection before answering");
+                protocol_failure(u, "the connection closed before an answer (the server, or a proxy on "
+                                    "the path)");
             }
         } else {
             /* An idle keep-alive connection ended: reconnect when needed. */
