@@ -546,7 +546,7 @@ def test_internals():
     check(all("/" not in n and not n.startswith(".") and len(n) < 130 for n in names.values()),
           "sanitised names are safe", names)
     check(m.is_loopback("127.0.0.2") and m.is_loopback("::1") and m.is_loopback("::ffff:127.0.0.1")
-          and not m.is_loopback("10.0.0.1") and not m.is_loopback("::ffff:10.0.0.1"), "is_loopback")
+          and not m.is_loopback("192.0.2.1") and not m.is_loopback("::ffff:192.0.2.1"), "is_loopback")
     for bad in [{"mode": "x"}, {"mode": "503", "count": 0}, {"mode": "stall", "seconds": -1},
                 {"mode": "close_mid_response", "how": "x"}, {"mode": "413", "over_bytes": 1.5}, []]:
         try:

@@ -141,7 +141,7 @@ test_both_directions(void)
     OtsDirection dir;
     gboolean created;
 
-    OtsPacket syn = pkt("10.0.0.1", 40000, "10.0.0.2", 502, TCP, OTS_TCP_SYN, 1 * SEC, 0);
+    OtsPacket syn = pkt("127.0.10.1", 40000, "127.0.10.2", 502, TCP, OTS_TCP_SYN, 1 * SEC, 0);
     OtsFlow *f = lookup(t, &c, &syn, &dir, &created);
     CU_ASSERT_PTR_NOT_NULL_FATAL(f);
     CU_ASSERT_TRUE(created);
@@ -152,14 +152,14 @@ test_both_directions(void)
     CU_ASSERT_EQUAL(f->first_ts, 1 * SEC);
 
     OtsPacket synack =
-        pkt("10.0.0.2", 502, "10.0.0.1", 40000, TCP, OTS_TCP_SYN | OTS_TCP_ACK, 2 * SEC, 0);
+        pkt("127.0.10.2", 502, "127.0.10.1", 40000, TCP, OTS_TCP_SYN | OTS_TCP_ACK, 2 * SEC, 0);
     OtsFlow *g = lookup(t, &c, &synack, &dir, &created);
     CU_ASSERT_PTR_EQUAL(g, f);
     CU_ASSERT_FALSE(created);
     CU_ASSERT_EQUAL(dir, OTS_DIR_TO_CLIENT);
 
-    OtsPacket req = pkt("10.0.0.1", 40000, "10.0.0.2", 502, TCP, OTS_TCP_ACK, 3 * SEC, 12);
-    OtsPacket rsp = pkt("10.0.0.2", 502, "10.0.0.1", 40000, TCP, OTS_TCP_ACK, 4 * SEC, 30);
+    OtsPacket req = pkt("127.0.10.1", 40000, "127.0.10.2", 502, TCP, OTS_TCP_ACK, 3 * SEC, 12);
+    OtsPacket rsp = pkt("127.0.10.2", 502, "127.0.10.1", 40000, TCP, OTS_TCP_ACK, 4 * SEC, 30);
     CU_ASSERT_PTR_EQUAL(lookup(t, &c, &req, &dir, NULL), f);
     CU_ASSERT_EQUAL(dir, OTS_DIR_TO_SERVER);
     CU_ASSERT_PTR_EQUAL(lookup(t, &c, &rsp, &dir, NULL), f);
@@ -173,17 +173,17 @@ test_both_directions(void)
 
     /* Same addresses and ports, other protocol: another flow. Other port:
      * another flow. */
-    OtsPacket udp = pkt("10.0.0.1", 40000, "10.0.0.2", 502, UDP, 0, 5 * SEC, 4);
+    OtsPacket udp = pkt("127.0.10.1", 40000, "127.0.10.2", 502, UDP, 0, 5 * SEC, 4);
     OtsFlow *u = lookup(t, &c, &udp, &dir, &created);
     CU_ASSERT_TRUE(created);
     CU_ASSERT_PTR_NOT_EQUAL(u, f);
-    OtsPacket other = pkt("10.0.0.1", 40001, "10.0.0.2", 502, TCP, OTS_TCP_ACK, 5 * SEC, 0);
+    OtsPacket other = pkt("127.0.10.1", 40001, "127.0.10.2", 502, TCP, OTS_TCP_ACK, 5 * SEC, 0);
     OtsFlow *o = lookup(t, &c, &other, &dir, &created);
     CU_ASSERT_TRUE(created);
     CU_ASSERT_PTR_NOT_EQUAL(o, f);
 
     /* VLAN of the first packet is kept. */
-    OtsPacket tagged = pkt("10.0.0.9", 1, "10.0.0.8", 2, UDP, 0, 5 * SEC, 0);
+    OtsPacket tagged = pkt("127.0.10.9", 1, "127.0.10.8", 2, UDP, 0, 5 * SEC, 0);
     tagged.vlan_depth = 2;
     tagged.vlan_id[0] = 100;
     tagged.vlan_id[1] = 200;
@@ -191,7 +191,7 @@ test_both_directions(void)
     CU_ASSERT_EQUAL(v->vlan_id, 100);
 
     /* Not TCP or UDP: no flow. */
-    OtsPacket icmp = pkt("10.0.0.1", 0, "10.0.0.2", 0, 1, 0, 5 * SEC, 0);
+    OtsPacket icmp = pkt("127.0.10.1", 0, "127.0.10.2", 0, 1, 0, 5 * SEC, 0);
     CU_ASSERT_PTR_NULL(ots_flow_table_lookup(t, &icmp, &dir, &created));
     CU_ASSERT_FALSE(created);
 
@@ -238,30 +238,30 @@ static void
 test_orientation(void)
 {
     /* SYN without ACK: the sender is the client, whatever the ports. */
-    OtsPacket p = pkt("10.0.0.1", 502, "10.0.0.2", 40000, TCP, OTS_TCP_SYN, SEC, 0);
+    OtsPacket p = pkt("127.0.10.1", 502, "127.0.10.2", 40000, TCP, OTS_TCP_SYN, SEC, 0);
     check_orientation(&p, TRUE, 502, 40000, OTS_DIR_TO_SERVER);
     /* SYN+ACK: the sender is the server. */
-    p = pkt("10.0.0.2", 40000, "10.0.0.1", 502, TCP, OTS_TCP_SYN | OTS_TCP_ACK, SEC, 0);
+    p = pkt("127.0.10.2", 40000, "127.0.10.1", 502, TCP, OTS_TCP_SYN | OTS_TCP_ACK, SEC, 0);
     check_orientation(&p, TRUE, 502, 40000, OTS_DIR_TO_CLIENT);
     /* No SYN: the hint names 20000 as a server port, though it is higher. */
-    p = pkt("10.0.0.2", 20000, "10.0.0.1", 1024, TCP, OTS_TCP_ACK, SEC, 10);
+    p = pkt("127.0.10.2", 20000, "127.0.10.1", 1024, TCP, OTS_TCP_ACK, SEC, 10);
     check_orientation(&p, TRUE, 1024, 20000, OTS_DIR_TO_CLIENT);
-    p = pkt("10.0.0.1", 1024, "10.0.0.2", 20000, TCP, OTS_TCP_ACK, SEC, 10);
+    p = pkt("127.0.10.1", 1024, "127.0.10.2", 20000, TCP, OTS_TCP_ACK, SEC, 10);
     check_orientation(&p, TRUE, 1024, 20000, OTS_DIR_TO_SERVER);
     /* Without the hint the lower port is the server. */
-    p = pkt("10.0.0.2", 20000, "10.0.0.1", 1024, TCP, OTS_TCP_ACK, SEC, 10);
+    p = pkt("127.0.10.2", 20000, "127.0.10.1", 1024, TCP, OTS_TCP_ACK, SEC, 10);
     check_orientation(&p, FALSE, 20000, 1024, OTS_DIR_TO_SERVER);
-    p = pkt("10.0.0.1", 161, "10.0.0.2", 5000, UDP, 0, SEC, 10);
+    p = pkt("127.0.10.1", 161, "127.0.10.2", 5000, UDP, 0, SEC, 10);
     check_orientation(&p, TRUE, 5000, 161, OTS_DIR_TO_CLIENT);
-    p = pkt("10.0.0.2", 5000, "10.0.0.1", 161, UDP, 0, SEC, 10);
+    p = pkt("127.0.10.2", 5000, "127.0.10.1", 161, UDP, 0, SEC, 10);
     check_orientation(&p, TRUE, 5000, 161, OTS_DIR_TO_SERVER);
     /* Both ports known: the hint does not decide, the lower port does. */
-    p = pkt("10.0.0.2", 47808, "10.0.0.1", 20000, UDP, 0, SEC, 10);
+    p = pkt("127.0.10.2", 47808, "127.0.10.1", 20000, UDP, 0, SEC, 10);
     check_orientation(&p, TRUE, 47808, 20000, OTS_DIR_TO_SERVER);
     /* Equal ports: the first sender is the client. */
-    p = pkt("10.0.0.7", 47808, "10.0.0.3", 47808, UDP, 0, SEC, 10);
+    p = pkt("127.0.10.7", 47808, "127.0.10.3", 47808, UDP, 0, SEC, 10);
     check_orientation(&p, TRUE, 47808, 47808, OTS_DIR_TO_SERVER);
-    p = pkt("10.0.0.3", 47808, "10.0.0.7", 47808, UDP, 0, SEC, 10);
+    p = pkt("127.0.10.3", 47808, "127.0.10.7", 47808, UDP, 0, SEC, 10);
     check_orientation(&p, FALSE, 47808, 47808, OTS_DIR_TO_SERVER);
 
     /* Equal ports: the reply goes to the client, and the first sender's
@@ -271,18 +271,18 @@ test_orientation(void)
     OtsFlowConfig cfg = config(&c, 4);
     OtsFlowTable *t = ots_flow_table_new(&cfg);
     OtsDirection dir;
-    p = pkt("10.0.0.7", 47808, "10.0.0.3", 47808, UDP, 0, SEC, 10);
+    p = pkt("127.0.10.7", 47808, "127.0.10.3", 47808, UDP, 0, SEC, 10);
     OtsFlow *f = lookup(t, &c, &p, &dir, NULL);
-    OtsIpAddr first = addr("10.0.0.7");
+    OtsIpAddr first = addr("127.0.10.7");
     CU_ASSERT_EQUAL(memcmp(&f->ip[0], &first, sizeof(first)), 0);
-    p = pkt("10.0.0.3", 47808, "10.0.0.7", 47808, UDP, 0, 2 * SEC, 10);
+    p = pkt("127.0.10.3", 47808, "127.0.10.7", 47808, UDP, 0, 2 * SEC, 10);
     CU_ASSERT_PTR_EQUAL(lookup(t, &c, &p, &dir, NULL), f);
     CU_ASSERT_EQUAL(dir, OTS_DIR_TO_CLIENT);
     /* A later SYN does not turn an existing flow around. */
-    p = pkt("10.0.0.1", 2000, "10.0.0.2", 1000, TCP, OTS_TCP_ACK, 3 * SEC, 1);
+    p = pkt("127.0.10.1", 2000, "127.0.10.2", 1000, TCP, OTS_TCP_ACK, 3 * SEC, 1);
     f = lookup(t, &c, &p, &dir, NULL);
     CU_ASSERT_EQUAL(f->port[1], 1000);
-    p = pkt("10.0.0.2", 1000, "10.0.0.1", 2000, TCP, OTS_TCP_SYN, 4 * SEC, 0);
+    p = pkt("127.0.10.2", 1000, "127.0.10.1", 2000, TCP, OTS_TCP_SYN, 4 * SEC, 0);
     CU_ASSERT_PTR_EQUAL(lookup(t, &c, &p, &dir, NULL), f);
     CU_ASSERT_EQUAL(dir, OTS_DIR_TO_CLIENT);
     CU_ASSERT_EQUAL(f->port[1], 1000);
@@ -299,11 +299,11 @@ test_eviction(void)
     OtsFlowTable *t = ots_flow_table_new(&cfg);
     OtsDirection dir;
 
-    OtsPacket a = pkt("10.0.0.1", 1001, "10.0.0.9", 53, UDP, 0, 1 * SEC, 0);
-    OtsPacket b = pkt("10.0.0.1", 1002, "10.0.0.9", 502, TCP, OTS_TCP_SYN, 2 * SEC, 0);
-    OtsPacket cc = pkt("10.0.0.1", 1003, "10.0.0.9", 53, UDP, 0, 3 * SEC, 0);
-    OtsPacket d = pkt("10.0.0.1", 1004, "10.0.0.9", 53, UDP, 0, 5 * SEC, 0);
-    OtsPacket e = pkt("10.0.0.1", 1005, "10.0.0.9", 502, TCP, OTS_TCP_SYN, 6 * SEC, 0);
+    OtsPacket a = pkt("127.0.10.1", 1001, "127.0.10.9", 53, UDP, 0, 1 * SEC, 0);
+    OtsPacket b = pkt("127.0.10.1", 1002, "127.0.10.9", 502, TCP, OTS_TCP_SYN, 2 * SEC, 0);
+    OtsPacket cc = pkt("127.0.10.1", 1003, "127.0.10.9", 53, UDP, 0, 3 * SEC, 0);
+    OtsPacket d = pkt("127.0.10.1", 1004, "127.0.10.9", 53, UDP, 0, 5 * SEC, 0);
+    OtsPacket e = pkt("127.0.10.1", 1005, "127.0.10.9", 502, TCP, OTS_TCP_SYN, 6 * SEC, 0);
     guint ida = flow_id(lookup(t, &c, &a, &dir, NULL));
     guint idb = flow_id(lookup(t, &c, &b, &dir, NULL));
     guint idc = flow_id(lookup(t, &c, &cc, &dir, NULL));
@@ -386,8 +386,8 @@ test_idle_timeout(void)
 
     /* The TCP flow is older in LRU terms than the UDP one, yet the UDP one
      * times out first. */
-    OtsPacket tcp = pkt("192.168.1.10", 50000, "192.168.1.20", 102, TCP, OTS_TCP_ACK, 0, 5);
-    OtsPacket udp = pkt("192.168.1.10", 50001, "192.168.1.20", 161, UDP, 0, 5 * SEC, 5);
+    OtsPacket tcp = pkt("127.0.20.10", 50000, "127.0.20.20", 102, TCP, OTS_TCP_ACK, 0, 5);
+    OtsPacket udp = pkt("127.0.20.10", 50001, "127.0.20.20", 161, UDP, 0, 5 * SEC, 5);
     guint idt = flow_id(lookup(t, &c, &tcp, &dir, NULL));
     guint idu = flow_id(lookup(t, &c, &udp, &dir, NULL));
 
@@ -449,8 +449,8 @@ test_closed_and_reset(void)
 
     /* FIN one way: still open. FIN both ways: closed, but late packets
      * still find the flow during the linger time. */
-    OtsPacket cl = pkt("10.0.0.1", 40000, "10.0.0.2", 502, TCP, OTS_TCP_ACK, 1 * SEC, 10);
-    OtsPacket sv = pkt("10.0.0.2", 502, "10.0.0.1", 40000, TCP, OTS_TCP_ACK, 1 * SEC, 10);
+    OtsPacket cl = pkt("127.0.10.1", 40000, "127.0.10.2", 502, TCP, OTS_TCP_ACK, 1 * SEC, 10);
+    OtsPacket sv = pkt("127.0.10.2", 502, "127.0.10.1", 40000, TCP, OTS_TCP_ACK, 1 * SEC, 10);
     OtsFlow *f = lookup(t, &c, &cl, &dir, NULL);
     guint id = flow_id(f);
     cl.tcp_flags = OTS_TCP_ACK | OTS_TCP_FIN;
@@ -477,7 +477,7 @@ test_closed_and_reset(void)
     CU_ASSERT_EQUAL(g_array_index(c.ends, EndRecord, 0).packets, 4);
 
     /* RST: ends as "reset" after the linger time. */
-    OtsPacket r = pkt("10.0.0.3", 40000, "10.0.0.2", 502, TCP, OTS_TCP_ACK, 200 * SEC, 10);
+    OtsPacket r = pkt("127.0.10.3", 40000, "127.0.10.2", 502, TCP, OTS_TCP_ACK, 200 * SEC, 10);
     f = lookup(t, &c, &r, &dir, NULL);
     r.tcp_flags = OTS_TCP_RST;
     r.ts = 201 * SEC;
@@ -490,7 +490,7 @@ test_closed_and_reset(void)
     CU_ASSERT_EQUAL(g_array_index(c.ends, EndRecord, 1).reason, OTS_FLOW_END_RESET);
 
     /* A new SYN on the 5-tuple of a lingering closed flow starts a new one. */
-    r = pkt("10.0.0.4", 40000, "10.0.0.2", 502, TCP, OTS_TCP_RST, 300 * SEC, 0);
+    r = pkt("127.0.10.4", 40000, "127.0.10.2", 502, TCP, OTS_TCP_RST, 300 * SEC, 0);
     f = lookup(t, &c, &r, &dir, NULL);
     id = flow_id(f);
     r.tcp_flags = OTS_TCP_SYN;
@@ -525,18 +525,18 @@ test_closed_and_reset(void)
     cfg = config(&c, 2);
     cfg.tcp_closed_linger = 0;
     t = ots_flow_table_new(&cfg);
-    r = pkt("10.0.0.5", 40000, "10.0.0.2", 502, TCP, OTS_TCP_RST | OTS_TCP_ACK, 10 * SEC, 0);
+    r = pkt("127.0.10.5", 40000, "127.0.10.2", 502, TCP, OTS_TCP_RST | OTS_TCP_ACK, 10 * SEC, 0);
     lookup(t, &c, &r, &dir, NULL);
     ots_flow_table_expire(t, 10 * SEC);
     CU_ASSERT_EQUAL_FATAL(c.ends->len, 1);
     CU_ASSERT_EQUAL(g_array_index(c.ends, EndRecord, 0).reason, OTS_FLOW_END_RESET);
 
     /* A full table drops a lingering closed flow before evicting a live one. */
-    OtsPacket live = pkt("10.0.0.6", 1, "10.0.0.2", 502, TCP, OTS_TCP_ACK, 11 * SEC, 0);
+    OtsPacket live = pkt("127.0.10.6", 1, "127.0.10.2", 502, TCP, OTS_TCP_ACK, 11 * SEC, 0);
     lookup(t, &c, &live, &dir, NULL);
     r.ts = 12 * SEC;
     lookup(t, &c, &r, &dir, NULL);
-    OtsPacket third = pkt("10.0.0.7", 1, "10.0.0.2", 502, TCP, OTS_TCP_ACK, 13 * SEC, 0);
+    OtsPacket third = pkt("127.0.10.7", 1, "127.0.10.2", 502, TCP, OTS_TCP_ACK, 13 * SEC, 0);
     lookup(t, &c, &third, &dir, NULL);
     CU_ASSERT_EQUAL_FATAL(c.ends->len, 2);
     CU_ASSERT_EQUAL(g_array_index(c.ends, EndRecord, 1).reason, OTS_FLOW_END_RESET);
@@ -572,7 +572,7 @@ test_ipv6(void)
     CU_ASSERT_TRUE(created);
     /* An IPv4 address whose bytes start like an IPv6 one: another flow. */
     OtsPacket v6 = pkt("a00:1::", 1, "a00:2::", 2, UDP, 0, SEC, 0);
-    OtsPacket v4 = pkt("10.0.0.1", 1, "10.0.0.2", 2, UDP, 0, SEC, 0);
+    OtsPacket v4 = pkt("127.0.10.1", 1, "127.0.10.2", 2, UDP, 0, SEC, 0);
     OtsFlow *f6 = lookup(t, &c, &v6, &dir, NULL);
     OtsFlow *f4 = lookup(t, &c, &v4, &dir, &created);
     CU_ASSERT_TRUE(created);
@@ -610,12 +610,12 @@ test_end_and_free(void)
     OtsFlowTable *t = ots_flow_table_new(&cfg);
     OtsDirection dir;
     end_calls = 0;
-    OtsPacket p = pkt("10.0.0.1", 40000, "10.0.0.2", 502, TCP, OTS_TCP_SYN, SEC, 0);
+    OtsPacket p = pkt("127.0.10.1", 40000, "127.0.10.2", 502, TCP, OTS_TCP_SYN, SEC, 0);
     OtsFlow *f = ots_flow_table_lookup(t, &p, &dir, NULL);
     ots_tcp_stream_add(&f->stream[dir], 1, OTS_TCP_SYN, NULL, 0, 10000, NULL, NULL, NULL);
     ots_tcp_stream_add(&f->stream[dir], 100, OTS_TCP_ACK, payload_buf, 50, 10000, NULL, NULL, NULL);
     for (guint i = 0; i < 50; i++) {
-        OtsPacket q = pkt("10.0.0.3", (guint16)(1000 + i), "10.0.0.4", 53, UDP, 0, SEC, 0);
+        OtsPacket q = pkt("127.0.10.3", (guint16)(1000 + i), "127.0.10.4", 53, UDP, 0, SEC, 0);
         CU_ASSERT_PTR_NOT_NULL(ots_flow_table_lookup(t, &q, &dir, NULL));
     }
     OtsFlowStats st;

@@ -913,7 +913,7 @@ test_bad_settings(void)
     expect_rejected("bind_address = \"not-an-ip\";",
                     (const char *const[]){"direct-test.conf:", "bind_address",
                                           "'not-an-ip' is not an IP address", NULL});
-    expect_rejected("address = \"10.0.0.1:443\";",
+    expect_rejected("address = \"127.0.0.9:443\";",
                     (const char *const[]){"address", "neither an IP address nor a host name",
                                           "give the port with `port`", NULL});
     expect_rejected("address = \"bad_host..name\";",
