@@ -18,6 +18,8 @@
 #include "core/uplink/uplink.h"
 
 #include <CUnit/CUnit.h>
+#include <signal.h>
+#include <sys/prctl.h>
 
 #define PY "/usr/bin/python3"
 
@@ -108,6 +110,14 @@ peer_stop(Peer *p)
     p->pid = 0;
 }
 
+/* Peers must not outlive a test that aborts (an assertion, a sanitizer). */
+static void
+die_with_parent(gpointer data)
+{
+    (void)data;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
 /* openssl s_server -accept 127.0.0.1:PORT -www ARGS...: a free port below
  * 32768 is tried until the server is up. */
 static gboolean
@@ -130,7 +140,7 @@ s_server_start(Peer *p, const char *const *args)
         GPid pid;
         gboolean ok =
             g_spawn_async_with_fds(NULL, (char **)argv->pdata, NULL, G_SPAWN_DO_NOT_REAP_CHILD,
-                                   NULL, NULL, &pid, -1, devnull, devnull, NULL);
+                                   die_with_parent, NULL, &pid, -1, devnull, devnull, NULL);
         close(devnull);
         if (!ok)
             return FALSE;
@@ -163,8 +173,8 @@ py_peer_start(Peer *p, const char *script, gboolean require_client_cert, const c
     int out = -1;
     GPid pid;
 
-    if (!g_spawn_async_with_pipes(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, &pid,
-                                  NULL, &out, NULL, NULL))
+    if (!g_spawn_async_with_pipes(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, die_with_parent,
+                                  NULL, &pid, NULL, &out, NULL, NULL))
         return FALSE;
     char buf[16] = {0};
     gsize n = 0;
