@@ -661,42 +661,60 @@ walk_list(Walk *w, OtsReader *r, const char *key, guint8 close_tag,
         put_uint(w, g_str_equal(key, "objects") ? "objects_total" : "items_total", n);
 }
 
+/* A property reference: [@prop_tag] property identifier, then an optional
+ * [@prop_tag + 1] array index (ReadPropertyMultiple, WritePropertyMultiple). */
 static gboolean
-rpm_request_property(Walk *w, OtsReader *r)
+take_property_ref(Walk *w, OtsReader *r, guint prop_tag, guint64 *prop)
 {
-    guint64 prop, index;
-    if (!take_uint(w, r, TRUE, 0, FALSE, "property identifier", &prop))
+    guint64 index;
+    if (!take_uint(w, r, TRUE, prop_tag, FALSE, "property identifier", prop))
         return FALSE;
-    put_property(w, prop);
-    if (take_uint(w, r, TRUE, 1, TRUE, "array index", &index))
+    put_property(w, *prop);
+    if (take_uint(w, r, TRUE, prop_tag + 1, TRUE, "array index", &index))
         put_uint(w, "array_index", index);
     return TRUE;
 }
 
+/* [0] object identifier, then [1] a list of @what walked with @item. */
 static gboolean
-rpm_request_object(Walk *w, OtsReader *r)
+take_object_list(Walk *w, OtsReader *r, const char *what,
+                 gboolean (*item)(Walk *w, OtsReader *r), gboolean device_facts)
 {
     guint32 type, instance;
     if (!take_oid(w, r, TRUE, 0, "object identifier", &type, &instance))
         return FALSE;
     put_object(w, type, instance);
-    if (!take_open(w, r, 1, FALSE, "property references"))
+    if (device_facts && w->facts) {
+        w->facts->device_object = type == OBJECT_DEVICE;
+        w->facts->instance = instance;
+    }
+    if (!take_open(w, r, 1, FALSE, what))
         return FALSE;
-    walk_list(w, r, "properties", 1, rpm_request_property);
-    return take_close(w, r, 1, "property references");
+    walk_list(w, r, "properties", 1, item);
+    return take_close(w, r, 1, what);
+}
+
+static gboolean
+rpm_request_property(Walk *w, OtsReader *r)
+{
+    guint64 prop;
+    return take_property_ref(w, r, 0, &prop);
+}
+
+static gboolean
+rpm_request_object(Walk *w, OtsReader *r)
+{
+    return take_object_list(w, r, "property references", rpm_request_property, FALSE);
 }
 
 static gboolean
 rpm_ack_property(Walk *w, OtsReader *r)
 {
-    guint64 prop, index;
-    if (!take_uint(w, r, TRUE, 2, FALSE, "property identifier", &prop))
+    guint64 prop;
+    if (!take_property_ref(w, r, 2, &prop))
         return FALSE;
-    put_property(w, prop);
     if (w->facts)
         w->facts->property = prop;
-    if (take_uint(w, r, TRUE, 3, TRUE, "array index", &index))
-        put_uint(w, "array_index", index);
     if (take_open(w, r, 5, TRUE, "property access error")) {
         guint64 cls, code;
         if (!take_uint(w, r, FALSE, TAG_ENUMERATED, FALSE, "error class", &cls) ||
@@ -713,30 +731,14 @@ rpm_ack_property(Walk *w, OtsReader *r)
 static gboolean
 rpm_ack_object(Walk *w, OtsReader *r)
 {
-    guint32 type, instance;
-    if (!take_oid(w, r, TRUE, 0, "object identifier", &type, &instance))
-        return FALSE;
-    put_object(w, type, instance);
-    if (w->facts) {
-        w->facts->device_object = type == OBJECT_DEVICE;
-        w->facts->instance = instance;
-    }
-    if (!take_open(w, r, 1, FALSE, "property results"))
-        return FALSE;
-    walk_list(w, r, "properties", 1, rpm_ack_property);
-    return take_close(w, r, 1, "property results");
+    return take_object_list(w, r, "property results", rpm_ack_property, TRUE);
 }
 
 static gboolean
 wpm_property(Walk *w, OtsReader *r)
 {
-    guint64 prop, index;
-    if (!take_uint(w, r, TRUE, 0, FALSE, "property identifier", &prop))
-        return FALSE;
-    put_property(w, prop);
-    if (take_uint(w, r, TRUE, 1, TRUE, "array index", &index))
-        put_uint(w, "array_index", index);
-    if (!walk_value(w, r, 2, "property value"))
+    guint64 prop;
+    if (!take_property_ref(w, r, 0, &prop) || !walk_value(w, r, 2, "property value"))
         return FALSE;
     walk_priority(w, r, 3);
     return TRUE;
@@ -745,14 +747,7 @@ wpm_property(Walk *w, OtsReader *r)
 static gboolean
 wpm_object(Walk *w, OtsReader *r)
 {
-    guint32 type, instance;
-    if (!take_oid(w, r, TRUE, 0, "object identifier", &type, &instance))
-        return FALSE;
-    put_object(w, type, instance);
-    if (!take_open(w, r, 1, FALSE, "property values"))
-        return FALSE;
-    walk_list(w, r, "properties", 1, wpm_property);
-    return take_close(w, r, 1, "property values");
+    return take_object_list(w, r, "property values", wpm_property, FALSE);
 }
 
 static void

@@ -410,7 +410,7 @@ test_idle_timeout(void)
 
     /* Many flows: exactly those past their own timeout end, in one call. */
     for (guint i = 0; i < 40; i++) {
-        OtsPacket p = pkt("10.1.0.1", (guint16)(2000 + i), "10.1.0.2", 502, (i % 2) ? UDP : TCP,
+        OtsPacket p = pkt("127.0.30.1", (guint16)(2000 + i), "127.0.30.2", 502, (i % 2) ? UDP : TCP,
                           OTS_TCP_ACK, (gint64)(200 + i) * SEC, 0);
         lookup(t, &c, &p, &dir, NULL);
     }
