@@ -1399,7 +1399,7 @@ test_addr_strings(void)
     OtsIpAddr a = {.family = 4, .addr = {192, 0, 2, 1}};
     OtsIpAddr b = {.family = 6, .addr = {0x20, 0x01, 0x0d, 0xb8, [15] = 1}};
     OtsIpAddr m = {.family = 6,
-                   .addr = {[10] = 0xff, [11] = 0xff, [12] = 10, [13] = 0, [14] = 0, [15] = 1}};
+                   .addr = {[10] = 0xff, [11] = 0xff, [12] = 127, [13] = 0, [14] = 0, [15] = 1}};
     OtsIpAddr z = {.family = 0};
     char buf[46];
     char tiny[4];
@@ -1409,7 +1409,7 @@ test_addr_strings(void)
     ots_ip_addr_to_string(&b, buf, sizeof(buf));
     CU_ASSERT_STRING_EQUAL(buf, "2001:db8::1");
     ots_ip_addr_to_string(&m, buf, sizeof(buf));
-    CU_ASSERT_STRING_EQUAL(buf, "::ffff:10.0.0.1");
+    CU_ASSERT_STRING_EQUAL(buf, "::ffff:127.0.0.1");
     ots_ip_addr_to_string(&z, buf, sizeof(buf));
     CU_ASSERT_STRING_EQUAL(buf, "");
 
