@@ -21,21 +21,46 @@
  * events. Live, every batch wakes it at once. */
 #define OFFLINE_WAKE_BATCHES 8
 
-typedef struct {
-    OtsPipeline *p;
-    char *name;
-    gboolean live;
-    pcap_t *handle;    /* live */
-    GStrv files;       /* offline */
-    GThread *thread;
-    gint stop;         /* atomic */
+/* Packets travel from a source's reader to a shard in chunks: a run of
+ * (clock, OtsPacket, payload) records, the clock being the latest packet
+ * time the reader has seen. A chunk is handed over once full (or, live,
+ * after every read burst), so the queues are touched once per ~1000 packets. */
+#define CHUNK_BYTES (256 * 1024 - 64)
+/* Chunks per shard: the bound of what a reader can be ahead of a shard. */
+#define CHUNKS_PER_SHARD 8
+#define MAX_SHARDS 16
 
-    /* Worker-owned state. */
-    int dlt;
+typedef struct {
+    gsize used;
+    gint64 now; /* the reader's packet time when sent: drives flow expiry */
+    guint8 data[CHUNK_BYTES];
+} Chunk;
+
+/* Pushed to a shard's queue after the last chunk: the source has ended. */
+static Chunk chunk_end;
+
+typedef struct _Worker Worker;
+
+/* A shard owns a share of a source's flows (chosen by a symmetric hash of
+ * the 5-tuple, so both directions of a flow land on the same shard): their
+ * flow table, reassembly and dissector state, and its own event writer. All
+ * callbacks of one flow run on one thread, as the dissector API promises. */
+typedef struct {
+    Worker *src;
+    guint index;
+    GThread *thread; /* NULL: runs inline on the reader's thread */
+    GAsyncQueue *full; /* Chunk*, reader -> shard */
+    GAsyncQueue *empty;/* Chunk*, shard -> reader */
+    Chunk *filling;    /* reader-owned */
+
+    /* A reload's registry, waiting to be taken (atomic). */
+    OtsDissectRegistry *next_registry;
+
+    /* Shard-owned state. */
+    OtsDissectRegistry *registry;
     OtsFlowTable *flows;
     OtsEventWriter writer;
     OtsDissectContext dctx;
-    OtsDecodeStats decode;
     gint64 last_expire;
     gint64 last_packet_ts;
     guint64 queue_dropped_events;
@@ -44,11 +69,35 @@ typedef struct {
     GMutex snap_lock;
     OtsSourceStats snap;
     GHashTable *snap_anomalies;
-} Worker;
+} Shard;
+
+/* A capture source: an interface, or the list of files read in order. Its
+ * thread reads and decodes; its shards do the rest. */
+struct _Worker {
+    OtsPipeline *p;
+    char *name;
+    gboolean live;
+    pcap_t *handle;    /* live */
+    GStrv files;       /* offline */
+    GThread *thread;
+    gint stop;         /* atomic */
+
+    /* Reader-owned state. */
+    int dlt;
+    OtsDecodeStats decode;
+    Shard *shards[MAX_SHARDS];
+    guint n_shards;
+    gint64 last_tick; /* packet time every shard was last told */
+    gint64 clock;     /* latest packet time read */
+
+    /* Published for the main thread. */
+    GMutex snap_lock;
+    OtsSourceStats snap; /* name, live, finished, pcap and decode counters */
+};
 
 struct _OtsPipeline {
     OtsPipelineConfig config;
-    const OtsDissectRegistry *registry;
+    OtsDissectRegistry *registry;
     OtsPipelineBatchFunc on_batch;
     OtsPipelineDoneFunc on_done;
     gpointer user;
@@ -67,7 +116,36 @@ struct _OtsPipeline {
 };
 
 static void
-worker_snapshot(Worker *w, gboolean finished)
+shard_snapshot(Shard *sh, gboolean finished)
+{
+    g_mutex_lock(&sh->snap_lock);
+    sh->snap.finished = finished;
+    if (sh->flows)
+        ots_flow_table_get_stats(sh->flows, &sh->snap.flows);
+    sh->snap.tcp = sh->dctx.tcp;
+    sh->snap.dissect = sh->dctx.stats;
+    memcpy(sh->snap.events, sh->writer.counts, sizeof(sh->snap.events));
+    sh->snap.anomalies = sh->writer.anomalies;
+    sh->snap.queue_dropped_events = sh->queue_dropped_events;
+    sh->snap.last_packet_ts = sh->last_packet_ts;
+    if (sh->writer.anomaly_counts) {
+        GHashTableIter it;
+        gpointer k, v;
+        g_hash_table_iter_init(&it, sh->writer.anomaly_counts);
+        while (g_hash_table_iter_next(&it, &k, &v)) {
+            guint64 *n = g_hash_table_lookup(sh->snap_anomalies, k);
+            if (!n) {
+                n = g_new0(guint64, 1);
+                g_hash_table_insert(sh->snap_anomalies, g_strdup(k), n);
+            }
+            *n = *(guint64 *)v;
+        }
+    }
+    g_mutex_unlock(&sh->snap_lock);
+}
+
+static void
+source_snapshot(Worker *w, gboolean finished)
 {
     g_mutex_lock(&w->snap_lock);
     w->snap.finished = finished;
@@ -80,42 +158,19 @@ worker_snapshot(Worker *w, gboolean finished)
         }
     }
     w->snap.decode = w->decode;
-    if (w->flows)
-        ots_flow_table_get_stats(w->flows, &w->snap.flows);
-    w->snap.tcp = w->dctx.tcp;
-    w->snap.dissect = w->dctx.stats;
-    memcpy(w->snap.events, w->writer.counts, sizeof(w->snap.events));
-    w->snap.anomalies = w->writer.anomalies;
-    w->snap.queue_dropped_events = w->queue_dropped_events;
-    w->snap.last_packet_ts = w->last_packet_ts;
-    if (w->writer.anomaly_counts &&
-        g_hash_table_size(w->writer.anomaly_counts) != g_hash_table_size(w->snap_anomalies)) {
-        GHashTableIter it;
-        gpointer k, v;
-        g_hash_table_iter_init(&it, w->writer.anomaly_counts);
-        while (g_hash_table_iter_next(&it, &k, &v))
-            if (!g_hash_table_contains(w->snap_anomalies, k))
-                g_hash_table_insert(w->snap_anomalies, g_strdup(k), g_new0(guint64, 1));
-    }
-    if (w->writer.anomaly_counts) {
-        GHashTableIter it;
-        gpointer k, v;
-        g_hash_table_iter_init(&it, w->writer.anomaly_counts);
-        while (g_hash_table_iter_next(&it, &k, &v))
-            *(guint64 *)g_hash_table_lookup(w->snap_anomalies, k) = *(guint64 *)v;
-    }
     g_mutex_unlock(&w->snap_lock);
 }
 
 static void
-queue_push(OtsPipeline *p, Worker *w, OtsEventBatch *batch)
+queue_push(OtsPipeline *p, Shard *sh, OtsEventBatch *batch)
 {
+    gboolean live = sh->src->live;
     g_mutex_lock(&p->lock);
     if (batch) {
         while (p->queued_batches >= p->config.queue_batches) {
-            if (w->live) {
+            if (live) {
                 /* Never block live capture: count what is lost. */
-                w->queue_dropped_events += batch->n_events;
+                sh->queue_dropped_events += batch->n_events;
                 g_mutex_unlock(&p->lock);
                 ots_event_batch_free(batch);
                 return;
@@ -128,8 +183,7 @@ queue_push(OtsPipeline *p, Worker *w, OtsEventBatch *batch)
      * empty each time, and clears wake_pending when it finds it empty. */
     gboolean wake = FALSE;
     if (!p->wake_pending &&
-        (!batch || w->live ||
-         p->queued_batches >= MIN(OFFLINE_WAKE_BATCHES, p->config.queue_batches))) {
+        (!batch || live || p->queued_batches >= MIN(OFFLINE_WAKE_BATCHES, p->config.queue_batches))) {
         p->wake_pending = TRUE;
         wake = TRUE;
     }
@@ -145,9 +199,177 @@ queue_push(OtsPipeline *p, Worker *w, OtsEventBatch *batch)
 static void
 batch_ready(OtsEventBatch *batch, gpointer user)
 {
-    Worker *w = user;
-    worker_snapshot(w, FALSE);
-    queue_push(w->p, w, batch);
+    Shard *sh = user;
+    shard_snapshot(sh, FALSE);
+    queue_push(sh->src->p, sh, batch);
+}
+
+/* Expiry runs on packet time, about once a second (and if time steps back). */
+static inline void
+shard_expire(Shard *sh, gint64 now)
+{
+    if (now - sh->last_expire >= G_USEC_PER_SEC || now < sh->last_expire) {
+        sh->last_expire = now;
+        ots_flow_table_expire(sh->flows, now);
+    }
+}
+
+/* Takes a reload's registry, if one waits: called between packets. */
+static inline void
+shard_take_registry(Shard *sh)
+{
+    if (G_LIKELY(!g_atomic_pointer_get(&sh->next_registry)))
+        return;
+    OtsDissectRegistry *r = g_atomic_pointer_exchange(&sh->next_registry, NULL);
+    if (!r)
+        return;
+    ots_dissect_context_set_registry(&sh->dctx, r, sh->flows);
+    ots_dissect_registry_free(sh->registry);
+    sh->registry = r;
+}
+
+/* A decoded packet of one of this shard's flows. */
+static void
+shard_packet(Shard *sh, const OtsPacket *pkt)
+{
+    sh->last_packet_ts = pkt->ts;
+    OtsDirection dir;
+    gboolean created;
+    OtsFlow *f = ots_flow_table_lookup(sh->flows, pkt, &dir, &created);
+    if (G_UNLIKELY(!f))
+        return;
+    ots_dissect_packet(&sh->dctx, f, dir, pkt, sh->src->p->config.max_ooo_bytes);
+    shard_expire(sh, pkt->ts);
+}
+
+/* Live, between read bursts: idle flows end on the wall clock, and events
+ * do not wait in a half-full batch for longer than BATCH_MAX_AGE. */
+static void
+shard_idle(Shard *sh)
+{
+    gint64 now = g_get_real_time();
+    if (now - sh->last_expire >= G_USEC_PER_SEC) {
+        sh->last_expire = now;
+        ots_flow_table_expire(sh->flows, now);
+    }
+    if (sh->writer.batch && g_get_monotonic_time() - sh->writer.batch->created >= BATCH_MAX_AGE)
+        ots_event_writer_flush(&sh->writer);
+    else if (!sh->writer.batch || sh->writer.batch->n_events == 0)
+        shard_snapshot(sh, FALSE);
+}
+
+/* The source ended: every flow ends (unanswered requests and flow events
+ * come out now), the last batch goes, and the main thread hears of it. */
+static void
+shard_finish(Shard *sh)
+{
+    shard_snapshot(sh, FALSE);
+    ots_flow_table_free(sh->flows);
+    sh->flows = NULL;
+    ots_event_writer_flush(&sh->writer);
+    shard_snapshot(sh, TRUE);
+    queue_push(sh->src->p, sh, NULL);
+}
+
+static void
+shard_run_chunk(Shard *sh, const Chunk *c)
+{
+    gsize off = 0;
+    while (off < c->used) {
+        gint64 clock;
+        OtsPacket pkt;
+        memcpy(&clock, c->data + off, sizeof(clock));
+        off += sizeof(clock);
+        memcpy(&pkt, c->data + off, sizeof(pkt));
+        off += sizeof(pkt);
+        /* Flows are stamped as they would be by one thread seeing all. */
+        ots_flow_table_advance_clock(sh->flows, clock);
+        pkt.payload = c->data + off;
+        off += (pkt.payload_len + 7u) & ~(gsize)7u;
+        shard_packet(sh, &pkt);
+    }
+}
+
+static gpointer
+shard_main(gpointer data)
+{
+    Shard *sh = data;
+    gboolean live = sh->src->live;
+    for (;;) {
+        Chunk *c = live ? g_async_queue_timeout_pop(sh->full, LIVE_TIMEOUT_MS * 1000)
+                        : g_async_queue_pop(sh->full);
+        if (c == &chunk_end)
+            break;
+        shard_take_registry(sh);
+        if (c) {
+            shard_run_chunk(sh, c);
+            /* Packet time goes on for flows of this shard that went quiet. */
+            if (c->now)
+                shard_expire(sh, c->now);
+            c->used = 0;
+            c->now = 0;
+            g_async_queue_push(sh->empty, c);
+        }
+        if (live)
+            shard_idle(sh);
+    }
+    shard_finish(sh);
+    return NULL;
+}
+
+/* Reader side: hands the chunk being filled to its shard. Returns FALSE if
+ * asked to stop while waiting for an empty chunk. */
+static gboolean
+shard_send(Worker *w, Shard *sh)
+{
+    if (sh->filling && (sh->filling->used || sh->filling->now)) {
+        g_async_queue_push(sh->full, sh->filling);
+        sh->filling = NULL;
+    }
+    while (!sh->filling) {
+        /* A shard that falls behind holds the reader back (files wait;
+         * live, the kernel ring fills and pcap counts the drops). */
+        sh->filling = g_async_queue_timeout_pop(sh->empty, LIVE_TIMEOUT_MS * 1000);
+        if (!sh->filling && g_atomic_int_get(&w->stop))
+            return FALSE;
+    }
+    return TRUE;
+}
+
+static inline guint32
+mix32(guint32 h)
+{
+    h ^= h >> 16;
+    h *= 0x85EBCA6Bu;
+    h ^= h >> 13;
+    h *= 0xC2B2AE35u;
+    h ^= h >> 16;
+    return h;
+}
+
+static inline guint32
+endpoint_mix(const OtsIpAddr *a, guint16 port)
+{
+    guint32 h = port;
+    for (guint i = 0; i < 16; i += 4) {
+        guint32 x;
+        memcpy(&x, a->addr + i, 4);
+        h = mix32(h ^ x);
+    }
+    return h;
+}
+
+/* Both directions of a flow give the same value: each endpoint is mixed on
+ * its own, then combined with a commutative sum. (A plain XOR of the two
+ * addresses would send every flow between hosts whose addresses differ
+ * alike to one shard.) Not the VLAN: the two directions of a routed flow
+ * may carry different tags. */
+static inline guint
+shard_of(const Worker *w, const OtsPacket *pkt)
+{
+    guint32 h = mix32(endpoint_mix(&pkt->src, pkt->sport) + endpoint_mix(&pkt->dst, pkt->dport) +
+                      pkt->l4_proto);
+    return (guint)(((guint64)h * w->n_shards) >> 32);
 }
 
 static void
@@ -157,17 +379,37 @@ handle_packet(Worker *w, const struct pcap_pkthdr *h, const guint8 *data)
     OtsPacket pkt;
     if (ots_decode_packet(w->dlt, data, h->caplen, h->len, ts, &pkt, &w->decode) != OTS_DECODE_OK)
         return;
-    w->last_packet_ts = ts;
-    OtsDirection dir;
-    gboolean created;
-    OtsFlow *f = ots_flow_table_lookup(w->flows, &pkt, &dir, &created);
-    if (G_UNLIKELY(!f))
+    if (w->n_shards == 1) {
+        shard_packet(w->shards[0], &pkt);
         return;
-    ots_dissect_packet(&w->dctx, f, dir, &pkt, w->p->config.max_ooo_bytes);
-    /* Expiry runs on packet time, about once a second (and if time steps back). */
-    if (ts - w->last_expire >= G_USEC_PER_SEC || ts < w->last_expire) {
-        w->last_expire = ts;
-        ots_flow_table_expire(w->flows, ts);
+    }
+    Shard *sh = w->shards[shard_of(w, &pkt)];
+    w->clock = MAX(w->clock, ts);
+    G_STATIC_ASSERT(sizeof(OtsPacket) % 8 == 0);
+    if (G_UNLIKELY(sizeof(gint64) + sizeof(pkt) + pkt.payload_len > CHUNK_BYTES)) {
+        /* Larger than any snaplen libpcap gives; kept within a chunk. */
+        pkt.payload_len = CHUNK_BYTES - sizeof(gint64) - sizeof(pkt);
+        pkt.truncated = TRUE;
+    }
+    gsize need = sizeof(gint64) + sizeof(pkt) + ((pkt.payload_len + 7u) & ~(gsize)7u);
+    need = MIN(need, (gsize)CHUNK_BYTES);
+    if (sh->filling->used + need > CHUNK_BYTES && !shard_send(w, sh))
+        return;
+    Chunk *c = sh->filling;
+    guint8 *o = c->data + c->used;
+    memcpy(o, &w->clock, sizeof(gint64));
+    memcpy(o + sizeof(gint64), &pkt, sizeof(pkt));
+    memcpy(o + sizeof(gint64) + sizeof(pkt), pkt.payload, pkt.payload_len);
+    c->used += need;
+    /* Once a second of packet time every shard hears the time, even one
+     * that has no packets: its idle flows end on time, as with one shard. */
+    if (G_UNLIKELY(ts - w->last_tick >= G_USEC_PER_SEC || ts < w->last_tick)) {
+        w->last_tick = ts;
+        for (guint i = 0; i < w->n_shards; i++) {
+            w->shards[i]->filling->now = ts;
+            if (!shard_send(w, w->shards[i]))
+                return;
+        }
     }
 }
 
@@ -195,8 +437,13 @@ run_files(Worker *w)
         guint n = 0;
         while ((rc = pcap_next_ex(pc, &h, &data)) == 1) {
             handle_packet(w, h, data);
-            if (G_UNLIKELY((++n & 0xfff) == 0) && g_atomic_int_get(&w->stop))
-                break;
+            if (G_UNLIKELY((++n & 0xfff) == 0)) {
+                if (w->n_shards == 1)
+                    shard_take_registry(w->shards[0]);
+                source_snapshot(w, FALSE);
+                if (g_atomic_int_get(&w->stop))
+                    break;
+            }
         }
         if (rc == PCAP_ERROR)
             g_message("%s: read error: %s", w->files[i], pcap_geterr(pc));
@@ -230,16 +477,16 @@ run_live(Worker *w)
         }
         if (rc == PCAP_ERROR_BREAK)
             break;
-        gint64 now = g_get_real_time();
-        /* A quiet network: idle flows still end, on the wall clock. */
-        if (now - w->last_expire >= G_USEC_PER_SEC) {
-            w->last_expire = now;
-            ots_flow_table_expire(w->flows, now);
+        if (w->n_shards == 1) {
+            shard_take_registry(w->shards[0]);
+            shard_idle(w->shards[0]);
+        } else {
+            /* What this burst read goes out now: live events are not held. */
+            for (guint i = 0; i < w->n_shards; i++)
+                if (w->shards[i]->filling->used && !shard_send(w, w->shards[i]))
+                    break;
         }
-        if (w->writer.batch && g_get_monotonic_time() - w->writer.batch->created >= BATCH_MAX_AGE)
-            ots_event_writer_flush(&w->writer);
-        else if (!w->writer.batch || w->writer.batch->n_events == 0)
-            worker_snapshot(w, FALSE);
+        source_snapshot(w, FALSE);
     }
 }
 
@@ -251,13 +498,24 @@ worker_main(gpointer data)
         run_live(w);
     else
         run_files(w);
-    /* Ends every flow: unanswered requests and flow events come out now. */
-    worker_snapshot(w, FALSE);
-    ots_flow_table_free(w->flows);
-    w->flows = NULL;
-    ots_event_writer_flush(&w->writer);
-    worker_snapshot(w, TRUE);
-    queue_push(w->p, w, NULL);
+    source_snapshot(w, FALSE);
+    if (w->n_shards == 1) {
+        shard_finish(w->shards[0]);
+    } else {
+        for (guint i = 0; i < w->n_shards; i++) {
+            Shard *sh = w->shards[i];
+            if (sh->filling && sh->filling->used) {
+                g_async_queue_push(sh->full, sh->filling);
+                sh->filling = NULL;
+            }
+            g_async_queue_push(sh->full, &chunk_end);
+        }
+        for (guint i = 0; i < w->n_shards; i++) {
+            g_thread_join(w->shards[i]->thread);
+            w->shards[i]->thread = NULL;
+        }
+    }
+    source_snapshot(w, TRUE);
     return NULL;
 }
 
@@ -291,14 +549,14 @@ on_wake(gint fd, GIOCondition cond, gpointer user)
 }
 
 OtsPipeline *
-ots_pipeline_new(const OtsPipelineConfig *config, const OtsDissectRegistry *registry,
+ots_pipeline_new(const OtsPipelineConfig *config, OtsDissectRegistry *registry,
                  OtsPipelineBatchFunc on_batch, OtsPipelineDoneFunc on_done, gpointer user)
 {
     OtsPipeline *p = g_new0(OtsPipeline, 1);
     p->config = *config;
     if (p->config.queue_batches < 2)
         p->config.queue_batches = 2;
-    p->registry = registry;
+    p->registry = ots_dissect_registry_ref(registry);
     p->on_batch = on_batch;
     p->on_done = on_done;
     p->user = user;
@@ -312,28 +570,72 @@ ots_pipeline_new(const OtsPipelineConfig *config, const OtsDissectRegistry *regi
     return p;
 }
 
+static Shard *
+shard_new(Worker *w, guint index, guint n)
+{
+    OtsPipeline *p = w->p;
+    Shard *sh = g_new0(Shard, 1);
+    sh->src = w;
+    sh->index = index;
+    ots_event_writer_init(&sh->writer, BATCH_BYTES, batch_ready, sh);
+    sh->registry = ots_dissect_registry_ref(p->registry);
+    ots_dissect_context_init(&sh->dctx, sh->registry, &sh->writer, p->config.max_pdu_bytes,
+                             p->config.flow_events);
+    OtsFlowConfig fc = {
+        .max_flows = MAX(1u, p->config.max_flows / n),
+        .tcp_idle_timeout = p->config.tcp_idle_timeout,
+        .udp_idle_timeout = p->config.udp_idle_timeout,
+        .tcp_closed_linger = 0,
+        .server_port = ots_dissect_is_server_port,
+        .on_end = ots_dissect_flow_end,
+        .user = &sh->dctx,
+    };
+    sh->flows = ots_flow_table_new(&fc);
+    g_mutex_init(&sh->snap_lock);
+    sh->snap_anomalies = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    if (n > 1) {
+        sh->full = g_async_queue_new();
+        sh->empty = g_async_queue_new_full(g_free);
+        for (guint i = 0; i < CHUNKS_PER_SHARD; i++)
+            g_async_queue_push(sh->empty, g_new0(Chunk, 1));
+        sh->filling = g_async_queue_pop(sh->empty);
+        sh->filling->used = 0;
+    }
+    return sh;
+}
+
+static void
+shard_free(Shard *sh)
+{
+    if (sh->flows)
+        ots_flow_table_free(sh->flows);
+    ots_event_writer_clear(&sh->writer);
+    if (sh->full) {
+        Chunk *c;
+        while ((c = g_async_queue_try_pop(sh->full)))
+            if (c != &chunk_end)
+                g_free(c);
+        g_async_queue_unref(sh->full);
+        g_async_queue_unref(sh->empty);
+    }
+    g_free(sh->filling);
+    ots_dissect_registry_free(sh->registry);
+    ots_dissect_registry_free(g_atomic_pointer_exchange(&sh->next_registry, NULL));
+    ots_source_stats_clear(&sh->snap);
+    g_hash_table_unref(sh->snap_anomalies);
+    g_mutex_clear(&sh->snap_lock);
+    g_free(sh);
+}
+
 static Worker *
 worker_new(OtsPipeline *p, const char *name)
 {
     Worker *w = g_new0(Worker, 1);
     w->p = p;
     w->name = g_strdup(name);
-    ots_event_writer_init(&w->writer, BATCH_BYTES, batch_ready, w);
-    ots_dissect_context_init(&w->dctx, p->registry, &w->writer, p->config.max_pdu_bytes,
-                             p->config.flow_events);
-    OtsFlowConfig fc = {
-        .max_flows = p->config.max_flows,
-        .tcp_idle_timeout = p->config.tcp_idle_timeout,
-        .udp_idle_timeout = p->config.udp_idle_timeout,
-        .tcp_closed_linger = 0,
-        .server_port = ots_dissect_is_server_port,
-        .on_end = ots_dissect_flow_end,
-        .user = &w->dctx,
-    };
-    w->flows = ots_flow_table_new(&fc);
+    w->clock = G_MININT64;
     g_mutex_init(&w->snap_lock);
     w->snap.name = g_strdup(name);
-    w->snap_anomalies = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     g_ptr_array_add(p->workers, w);
     return w;
 }
@@ -354,14 +656,39 @@ ots_pipeline_add_files(OtsPipeline *p, const char *const *files)
     w->files = g_strdupv((char **)files);
 }
 
+/* Shards per source: configured, or by default the processors shared out
+ * among the sources. One shard runs inline on the reader's thread (no copy
+ * of the packet at all). */
+static guint
+shards_per_source(const OtsPipeline *p)
+{
+    guint n = p->config.workers;
+    if (n == 0) {
+        guint sources = MAX(1u, p->workers->len);
+        n = (guint)g_get_num_processors() / sources;
+    }
+    return CLAMP(n, 1u, (guint)MAX_SHARDS);
+}
+
 void
 ots_pipeline_start(OtsPipeline *p)
 {
     g_return_if_fail(!p->started);
     p->started = TRUE;
-    p->running = p->workers->len;
+    guint n = shards_per_source(p);
     for (guint i = 0; i < p->workers->len; i++) {
         Worker *w = g_ptr_array_index(p->workers, i);
+        w->n_shards = n;
+        for (guint k = 0; k < n; k++)
+            w->shards[k] = shard_new(w, k, n);
+    }
+    p->running = p->workers->len * n;
+    for (guint i = 0; i < p->workers->len; i++) {
+        Worker *w = g_ptr_array_index(p->workers, i);
+        for (guint k = 0; n > 1 && k < n; k++) {
+            g_autofree char *sname = g_strdup_printf("ots-cap%u.%u", i, k);
+            w->shards[k]->thread = g_thread_new(sname, shard_main, w->shards[k]);
+        }
         g_autofree char *tname = g_strdup_printf("ots-cap%u", i);
         w->thread = g_thread_new(tname, worker_main, w);
     }
@@ -386,7 +713,7 @@ ots_pipeline_free(OtsPipeline *p)
     if (!p)
         return;
     ots_pipeline_stop(p);
-    /* Workers may wait on a full queue: keep draining while joining. */
+    /* Shards may wait on a full queue: keep draining while joining. */
     for (guint i = 0; i < p->workers->len; i++) {
         Worker *w = g_ptr_array_index(p->workers, i);
         if (w->thread) {
@@ -413,19 +740,18 @@ ots_pipeline_free(OtsPipeline *p)
     g_queue_clear_full(&p->queue, (GDestroyNotify)ots_event_batch_free);
     for (guint i = 0; i < p->workers->len; i++) {
         Worker *w = g_ptr_array_index(p->workers, i);
-        if (w->flows)
-            ots_flow_table_free(w->flows);
-        ots_event_writer_clear(&w->writer);
+        for (guint k = 0; k < w->n_shards; k++)
+            shard_free(w->shards[k]);
         if (w->handle)
             pcap_close(w->handle);
         g_strfreev(w->files);
         g_free(w->name);
         ots_source_stats_clear(&w->snap);
-        g_hash_table_unref(w->snap_anomalies);
         g_mutex_clear(&w->snap_lock);
         g_free(w);
     }
     g_ptr_array_unref(p->workers);
+    ots_dissect_registry_free(p->registry);
     g_source_remove(p->wake_source);
     close(p->wake_fd);
     g_mutex_clear(&p->lock);
@@ -433,10 +759,35 @@ ots_pipeline_free(OtsPipeline *p)
     g_free(p);
 }
 
+void
+ots_pipeline_set_registry(OtsPipeline *p, OtsDissectRegistry *registry)
+{
+    ots_dissect_registry_free(p->registry);
+    p->registry = ots_dissect_registry_ref(registry);
+    for (guint i = 0; i < p->workers->len; i++) {
+        Worker *w = g_ptr_array_index(p->workers, i);
+        for (guint k = 0; k < w->n_shards; k++) {
+            OtsDissectRegistry *old = g_atomic_pointer_exchange(&w->shards[k]->next_registry,
+                                                                ots_dissect_registry_ref(registry));
+            ots_dissect_registry_free(old);
+        }
+    }
+}
+
 guint
 ots_pipeline_n_sources(OtsPipeline *p)
 {
     return p->workers->len;
+}
+
+/* Adds the guint64 counters of @b to @a (structs of guint64 only). */
+static void
+sum_u64(gpointer a, gconstpointer b, gsize size)
+{
+    guint64 *x = a;
+    const guint64 *y = b;
+    for (gsize i = 0; i < size / sizeof(guint64); i++)
+        x[i] += y[i];
 }
 
 void
@@ -447,6 +798,28 @@ ots_pipeline_get_stats(OtsPipeline *p, guint i, OtsSourceStats *out)
     *out = w->snap;
     out->name = g_strdup(w->snap.name);
     g_mutex_unlock(&w->snap_lock);
+    G_STATIC_ASSERT(sizeof(OtsTcpStats) % sizeof(guint64) == 0);
+    G_STATIC_ASSERT(sizeof(OtsDissectStats) % sizeof(guint64) == 0);
+    for (guint k = 0; k < w->n_shards; k++) {
+        Shard *sh = w->shards[k];
+        g_mutex_lock(&sh->snap_lock);
+        const OtsSourceStats *s = &sh->snap;
+        out->flows.created += s->flows.created;
+        out->flows.ended += s->flows.ended;
+        out->flows.evicted += s->flows.evicted;
+        out->flows.timed_out += s->flows.timed_out;
+        out->flows.active += s->flows.active;
+        /* Each shard's own peak: their sum bounds the peak from above. */
+        out->flows.peak_active += s->flows.peak_active;
+        sum_u64(&out->tcp, &s->tcp, sizeof(s->tcp));
+        sum_u64(&out->dissect, &s->dissect, sizeof(s->dissect));
+        sum_u64(out->events, s->events, sizeof(s->events));
+        out->anomalies += s->anomalies;
+        out->queue_dropped_events += s->queue_dropped_events;
+        out->last_packet_ts = MAX(out->last_packet_ts, s->last_packet_ts);
+        out->finished = out->finished && s->finished;
+        g_mutex_unlock(&sh->snap_lock);
+    }
 }
 
 void
@@ -461,19 +834,22 @@ ots_pipeline_get_anomalies(OtsPipeline *p)
     GHashTable *sum = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     for (guint i = 0; i < p->workers->len; i++) {
         Worker *w = g_ptr_array_index(p->workers, i);
-        g_mutex_lock(&w->snap_lock);
-        GHashTableIter it;
-        gpointer k, v;
-        g_hash_table_iter_init(&it, w->snap_anomalies);
-        while (g_hash_table_iter_next(&it, &k, &v)) {
-            guint64 *n = g_hash_table_lookup(sum, k);
-            if (!n) {
-                n = g_new0(guint64, 1);
-                g_hash_table_insert(sum, g_strdup(k), n);
+        for (guint k = 0; k < w->n_shards; k++) {
+            Shard *sh = w->shards[k];
+            g_mutex_lock(&sh->snap_lock);
+            GHashTableIter it;
+            gpointer key, v;
+            g_hash_table_iter_init(&it, sh->snap_anomalies);
+            while (g_hash_table_iter_next(&it, &key, &v)) {
+                guint64 *n = g_hash_table_lookup(sum, key);
+                if (!n) {
+                    n = g_new0(guint64, 1);
+                    g_hash_table_insert(sum, g_strdup(key), n);
+                }
+                *n += *(guint64 *)v;
             }
-            *n += *(guint64 *)v;
+            g_mutex_unlock(&sh->snap_lock);
         }
-        g_mutex_unlock(&w->snap_lock);
     }
     return sum;
 }

@@ -3,10 +3,13 @@
 
 /* Capture workers and the hand-off of their events to the main thread.
  *
- * One worker thread per capture source (an interface, or the list of files
- * read in order). A worker owns its flow table, reassembly and dissector
- * state, and serialises events into batches; batches go to the main thread
- * through a bounded queue. Offline, a full queue makes the worker wait (the
+ * One reader thread per capture source (an interface, or the list of files
+ * read in order) reads and decodes packets, and hands each to one of the
+ * source's flow shards, chosen by a symmetric hash of the 5-tuple (both
+ * directions of a flow go to the same shard). A shard owns its flows' table,
+ * reassembly and dissector state, on its own thread, and serialises events
+ * into batches; with a single shard it runs inline on the reader's thread.
+ * Batches go to the main thread through a bounded queue. Offline, a full queue makes the worker wait (the
  * file can wait; nothing is lost). Live, a full queue drops the batch and
  * counts its events: capture is never blocked, memory never grows. */
 
@@ -29,6 +32,7 @@ typedef struct {
     gsize max_pdu_bytes;
     gboolean flow_events;
     guint queue_batches;
+    guint workers; /* flow shards per source; 0: the processors shared among the sources */
 } OtsPipelineConfig;
 
 /* A snapshot of one source's counters, safe to read from the main thread. */
@@ -55,7 +59,7 @@ typedef void (*OtsPipelineBatchFunc)(OtsEventBatch *batch, gpointer user);
  * exhausted, or stopped) and its last batch was delivered. */
 typedef void (*OtsPipelineDoneFunc)(gpointer user);
 
-OtsPipeline *ots_pipeline_new(const OtsPipelineConfig *config, const OtsDissectRegistry *registry,
+OtsPipeline *ots_pipeline_new(const OtsPipelineConfig *config, OtsDissectRegistry *registry,
                               OtsPipelineBatchFunc on_batch, OtsPipelineDoneFunc on_done,
                               gpointer user);
 void ots_pipeline_free(OtsPipeline *p);
@@ -67,6 +71,10 @@ void ots_pipeline_add_files(OtsPipeline *p, const char *const *files);
 void ots_pipeline_start(OtsPipeline *p);
 /* Asks every worker to stop: they end their flows (events still flow) and exit. */
 void ots_pipeline_stop(OtsPipeline *p);
+
+/* A reload's dissector registry (takes a reference): each shard switches
+ * to it between two packets; see ots_dissect_context_set_registry(). */
+void ots_pipeline_set_registry(OtsPipeline *p, OtsDissectRegistry *registry);
 
 guint ots_pipeline_n_sources(OtsPipeline *p);
 /* Fills @out (free with ots_source_stats_clear). */

@@ -2,6 +2,9 @@
 #include "core/capture/capture.h"
 #include "core/decode/decode.h"
 
+#include <errno.h>
+#include <stdio.h>
+
 G_DEFINE_QUARK(ots-capture-error-quark, ots_capture_error)
 
 static gboolean
@@ -23,8 +26,20 @@ pcap_t *
 ots_capture_open_file(const char *path, GError **error)
 {
     char errbuf[PCAP_ERRBUF_SIZE] = "";
-    pcap_t *p = pcap_open_offline_with_tstamp_precision(path, PCAP_TSTAMP_PRECISION_MICRO, errbuf);
+    /* Our own FILE, for its buffer: libpcap reads each record with two
+     * fread()s, and the default 4 KiB stdio buffer would make that a read()
+     * per few packets. pcap_close() closes the file. */
+    FILE *fp = g_str_equal(path, "-") ? stdin : fopen(path, "rbe");
+    if (!fp) {
+        g_set_error(error, OTS_CAPTURE_ERROR, OTS_CAPTURE_ERROR_OPEN, "%s: %s", path,
+                    g_strerror(errno));
+        return NULL;
+    }
+    setvbuf(fp, NULL, _IOFBF, 1024 * 1024);
+    pcap_t *p = pcap_fopen_offline_with_tstamp_precision(fp, PCAP_TSTAMP_PRECISION_MICRO, errbuf);
     if (!p) {
+        if (fp != stdin)
+            fclose(fp);
         g_set_error(error, OTS_CAPTURE_ERROR, OTS_CAPTURE_ERROR_OPEN, "%s: %s", path, errbuf);
         return NULL;
     }

@@ -80,6 +80,11 @@ static const OtsSettingSpec capture_spec[] = {
      .min = 4,
      .max = 65536,
      .help = "bound of the worker to main thread event queue, in batches"},
+    {.name = "workers",
+     .type = OTS_SETTING_INT,
+     .min = 0,
+     .max = 16,
+     .help = "flow shards (threads) per capture source; 0: the processors shared among the sources"},
     {NULL},
 };
 
@@ -340,6 +345,7 @@ const char ots_config_default_text[] = "sensor: {\n"
                                        "  interfaces = ( );\n"
                                        "  files = [ ];\n"
                                        "  event_queue_batches = 256;\n"
+                                       "  workers = 0;\n"
                                        "};\n"
                                        "flows: {\n"
                                        "  max_flows = 131072;\n"

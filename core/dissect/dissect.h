@@ -27,6 +27,11 @@ typedef struct {
 typedef struct _OtsDissectRegistry OtsDissectRegistry;
 
 OtsDissectRegistry *ots_dissect_registry_new(void);
+/* Registries are reference counted (atomically): a reload builds a new one
+ * and each shard drops the old one once it has switched. Not changed after
+ * it is first shared. */
+OtsDissectRegistry *ots_dissect_registry_ref(OtsDissectRegistry *r);
+/* Drops a reference. */
 void ots_dissect_registry_free(OtsDissectRegistry *r);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(OtsDissectRegistry, ots_dissect_registry_free)
 
@@ -85,6 +90,14 @@ void ots_session_stream_gap(OtsSession *s, OtsDirection dir, guint32 len);
 OtsParseResult ots_session_datagram(OtsSession *s, OtsDirection dir, const guint8 *data, gsize len);
 /* flow_end + state_free (once). */
 void ots_session_finish(OtsSession *s);
+/* Lets the flow go: its dissector's flow end runs now (open transactions
+ * come out), and no dissector sees its bytes again. */
+void ots_session_unbind(OtsSession *s);
+/* A reload's registry: new flows are dispatched by @registry; a flow bound
+ * to a dissector @registry disables is let go (ots_session_unbind); a flow
+ * bound to one that stays enabled keeps it, even if its ports changed. */
+void ots_dissect_context_set_registry(OtsDissectContext *ctx, const OtsDissectRegistry *registry,
+                                      OtsFlowTable *flows);
 void ots_session_free(OtsSession *s);
 const char *ots_session_get_proto(OtsSession *s);
 gpointer ots_session_get_state(OtsSession *s);

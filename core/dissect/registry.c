@@ -7,6 +7,7 @@
 /* Port maps hold 1 + the entry index (0: no dissector), 64 KiB each, so the
  * per-flow dispatch is one array load. */
 struct _OtsDissectRegistry {
+    gint ref; /* atomic: a reload hands a new registry to running shards */
     GPtrArray *entries;
     guint8 tcp_map[65536];
     guint8 udp_map[65536];
@@ -25,14 +26,22 @@ OtsDissectRegistry *
 ots_dissect_registry_new(void)
 {
     OtsDissectRegistry *r = g_new0(OtsDissectRegistry, 1);
+    r->ref = 1;
     r->entries = g_ptr_array_new_with_free_func(entry_free);
+    return r;
+}
+
+OtsDissectRegistry *
+ots_dissect_registry_ref(OtsDissectRegistry *r)
+{
+    g_atomic_int_inc(&r->ref);
     return r;
 }
 
 void
 ots_dissect_registry_free(OtsDissectRegistry *r)
 {
-    if (!r)
+    if (!r || !g_atomic_int_dec_and_test(&r->ref))
         return;
     g_ptr_array_unref(r->entries);
     g_free(r);

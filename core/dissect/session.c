@@ -17,7 +17,7 @@ typedef struct {
 struct _OtsSession {
     OtsDissectContext *ctx;
     OtsFlow *flow;
-    const OtsDissectorEntry *entry;
+    const OtsDissectorInfo *info; /* bound dissector; plugins outlive every registry */
     gpointer state;
     gboolean state_live;
     gboolean undecided; /* waiting for a heuristic probe */
@@ -54,12 +54,12 @@ ots_session_new(OtsDissectContext *ctx, OtsFlow *flow)
 void
 ots_session_bind(OtsSession *s, const OtsDissectorEntry *entry)
 {
-    g_return_if_fail(!s->entry);
-    s->entry = entry;
+    g_return_if_fail(!s->info);
+    s->info = entry->info;
     s->undecided = FALSE;
     s->ctx->stats.flows_bound++;
-    if (entry->info->state_new)
-        s->state = entry->info->state_new(s);
+    if (s->info->state_new)
+        s->state = s->info->state_new(s);
     s->state_live = TRUE;
 }
 
@@ -72,7 +72,7 @@ ots_session_set_time(OtsSession *s, gint64 now)
 const char *
 ots_session_get_proto(OtsSession *s)
 {
-    return s->entry ? s->entry->info->name : NULL;
+    return s->info ? s->info->name : NULL;
 }
 
 gpointer
@@ -162,11 +162,11 @@ add_tuple(OtsSession *s, OtsEvent *e, OtsDirection dir)
 OtsEvent *
 ots_session_begin_transaction(OtsSession *s, const OtsTransactionInfo *info)
 {
-    g_return_val_if_fail(s && s->entry && info, NULL);
+    g_return_val_if_fail(s && s->info && info, NULL);
     gint64 ts = info->request_ts ? info->request_ts : info->response_ts ? info->response_ts : s->now;
     OtsEvent *e = ots_event_writer_begin(s->ctx->writer, OTS_EVENT_TRANSACTION, ts);
     add_tuple(s, e, info->request_dir);
-    ots_event_add_string(e, "proto", info->proto ? info->proto : s->entry->info->name);
+    ots_event_add_string(e, "proto", info->proto ? info->proto : s->info->name);
     ots_event_add_uint(e, "function", info->function);
     if (info->function_name)
         ots_event_add_string(e, "function_name", info->function_name);
@@ -182,7 +182,7 @@ static const char *const role_names[] = {"unknown", "controller", "client", "io"
 OtsEvent *
 ots_session_begin_asset(OtsSession *s, OtsDirection dir, OtsAssetRole role)
 {
-    g_return_val_if_fail(s && s->entry, NULL);
+    g_return_val_if_fail(s && s->info, NULL);
     SessionStrings *st = session_strings(s);
     OtsFlow *f = s->flow;
     int side = dir == OTS_DIR_TO_SERVER ? 0 : 1; /* the sender */
@@ -193,7 +193,7 @@ ots_session_begin_asset(OtsSession *s, OtsDirection dir, OtsAssetRole role)
     ots_event_add_string(e, "transport", f->l4_proto == OTS_L4_TCP ? "tcp" : "udp");
     if (f->vlan_id)
         ots_event_add_uint(e, "vlan", f->vlan_id);
-    ots_event_add_string(e, "proto", s->entry->info->name);
+    ots_event_add_string(e, "proto", s->info->name);
     ots_event_add_string(e, "role", (guint)role < G_N_ELEMENTS(role_names) ? role_names[role]
                                                                            : "unknown");
     return e;
@@ -203,7 +203,7 @@ OtsEvent *
 ots_session_begin_anomaly(OtsSession *s, OtsDirection dir, const char *code, const char *message)
 {
     g_return_val_if_fail(s && code, NULL);
-    const char *proto = s->entry ? s->entry->info->name : "core";
+    const char *proto = s->info ? s->info->name : "core";
     ots_event_writer_count_anomaly(s->ctx->writer, proto, code);
     OtsEvent *e = ots_event_writer_begin(s->ctx->writer, OTS_EVENT_ALERT, s->now);
     ots_event_add_string(e, "category", "protocol_anomaly");
@@ -231,8 +231,8 @@ call_gap(OtsSession *s, OtsDirection dir, guint32 len)
 {
     s->pending[dir].len = 0;
     s->gaps++;
-    if (s->entry && s->entry->info->gap)
-        s->entry->info->gap(s, s->state, dir, len);
+    if (s->info && s->info->gap)
+        s->info->gap(s, s->state, dir, len);
 }
 
 static void
@@ -262,7 +262,7 @@ static OtsParseResult
 run_parse(OtsSession *s, OtsDirection dir, OtsReader *r)
 {
     s->ctx->stats.pdu_calls++;
-    OtsParseResult res = s->entry->info->parse(s, s->state, dir, r);
+    OtsParseResult res = s->info->parse(s, s->state, dir, r);
     if (res == OTS_PARSE_MALFORMED)
         s->ctx->stats.malformed++;
     return res;
@@ -291,11 +291,11 @@ keep_pending(OtsSession *s, OtsDirection dir, const guint8 *rest, gsize n)
 OtsParseResult
 ots_session_stream_data(OtsSession *s, OtsDirection dir, const guint8 *data, gsize len)
 {
-    if (!s->entry) {
+    if (!s->info) {
         if (!s->undecided)
             return OTS_PARSE_UNSUPPORTED;
         try_probes(s, dir, data, len);
-        if (!s->entry)
+        if (!s->info)
             return OTS_PARSE_UNSUPPORTED;
     }
     OtsBuf *p = &s->pending[dir];
@@ -332,18 +332,18 @@ ots_session_stream_data(OtsSession *s, OtsDirection dir, const guint8 *data, gsi
 void
 ots_session_stream_gap(OtsSession *s, OtsDirection dir, guint32 len)
 {
-    if (s->entry)
+    if (s->info)
         call_gap(s, dir, len);
 }
 
 OtsParseResult
 ots_session_datagram(OtsSession *s, OtsDirection dir, const guint8 *data, gsize len)
 {
-    if (!s->entry) {
+    if (!s->info) {
         if (!s->undecided)
             return OTS_PARSE_UNSUPPORTED;
         try_probes(s, dir, data, len);
-        if (!s->entry)
+        if (!s->info)
             return OTS_PARSE_UNSUPPORTED;
     }
     OtsReader r = OTS_READER_INIT(data, len);
@@ -356,11 +356,44 @@ ots_session_finish(OtsSession *s)
     if (!s->state_live)
         return;
     s->state_live = FALSE;
-    if (s->entry->info->flow_end)
-        s->entry->info->flow_end(s, s->state);
-    if (s->entry->info->state_free && s->state)
-        s->entry->info->state_free(s->state);
+    if (s->info->flow_end)
+        s->info->flow_end(s, s->state);
+    if (s->info->state_free && s->state)
+        s->info->state_free(s->state);
     s->state = NULL;
+}
+
+void
+ots_session_unbind(OtsSession *s)
+{
+    if (!s->info)
+        return;
+    ots_session_finish(s);
+    s->info = NULL;
+    s->undecided = FALSE;
+    s->pending[0].len = 0;
+    s->pending[1].len = 0;
+}
+
+static void
+rebind_flow(OtsFlow *flow, gpointer user)
+{
+    const OtsDissectRegistry *r = user;
+    OtsSession *s = flow->app;
+    if (!s || !s->info)
+        return;
+    const OtsDissectorEntry *e = ots_dissect_registry_lookup(r, s->info->name);
+    if (!e || !e->enabled)
+        ots_session_unbind(s);
+}
+
+void
+ots_dissect_context_set_registry(OtsDissectContext *ctx, const OtsDissectRegistry *registry,
+                                 OtsFlowTable *flows)
+{
+    ctx->registry = registry;
+    if (flows)
+        ots_flow_table_foreach(flows, rebind_flow, (gpointer)registry);
 }
 
 void
@@ -435,7 +468,7 @@ ots_dissect_packet(OtsDissectContext *ctx, OtsFlow *flow, OtsDirection dir, cons
     if (G_UNLIKELY(!s))
         s = flow->app = session_for_flow(ctx, flow);
     s->now = pkt->ts;
-    if (!s->entry && !s->undecided)
+    if (!s->info && !s->undecided)
         return; /* nothing will look at the bytes: skip reassembly */
 
     if (flow->l4_proto == OTS_L4_TCP) {
@@ -452,9 +485,9 @@ ots_dissect_packet(OtsDissectContext *ctx, OtsFlow *flow, OtsDirection dir, cons
 void
 ots_session_maybe_tick(OtsSession *s, gint64 now)
 {
-    if (s->entry && s->state_live && s->entry->info->tick && now - s->last_tick >= G_USEC_PER_SEC) {
+    if (s->info && s->state_live && s->info->tick && now - s->last_tick >= G_USEC_PER_SEC) {
         s->last_tick = now;
-        s->entry->info->tick(s, s->state, now);
+        s->info->tick(s, s->state, now);
     }
 }
 
@@ -463,8 +496,8 @@ emit_flow_event(OtsDissectContext *ctx, OtsSession *s, OtsFlow *f, OtsFlowEndRea
 {
     OtsEvent *e = ots_event_writer_begin(ctx->writer, OTS_EVENT_FLOW, f->last_ts);
     add_tuple(s, e, OTS_DIR_TO_SERVER);
-    if (s->entry)
-        ots_event_add_string(e, "proto", s->entry->info->name);
+    if (s->info)
+        ots_event_add_string(e, "proto", s->info->name);
     else
         ots_event_add_null(e, "proto");
     OtsBuf *b = ots_event_key(e, "start");
@@ -488,7 +521,7 @@ ots_dissect_flow_end(OtsFlow *flow, OtsFlowEndReason reason, gpointer user)
     if (!s)
         s = flow->app = ots_session_new(ctx, flow);
     s->now = flow->last_ts;
-    if (s->entry && flow->l4_proto == OTS_L4_TCP) {
+    if (s->info && flow->l4_proto == OTS_L4_TCP) {
         for (int d = 0; d < 2; d++) {
             SinkCtx c = {s, (OtsDirection)d};
             ots_tcp_stream_flush(&flow->stream[d], &tcp_sink, &c, &ctx->tcp);

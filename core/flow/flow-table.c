@@ -234,6 +234,21 @@ ots_flow_table_free(OtsFlowTable *t)
     g_free(t);
 }
 
+void
+ots_flow_table_advance_clock(OtsFlowTable *t, gint64 clock)
+{
+    if (clock > t->clock)
+        t->clock = clock;
+}
+
+void
+ots_flow_table_foreach(OtsFlowTable *t, void (*func)(OtsFlow *flow, gpointer user), gpointer user)
+{
+    for (guint i = 0; i < N_LISTS; i++)
+        for (OtsFlow *f = t->lru[i].head; f; f = f->lru_next)
+            func(f, user);
+}
+
 /* Picks the client side of a new flow: TRUE when the packet's source is the
  * client. */
 static gboolean

@@ -102,6 +102,15 @@ void ots_flow_table_end(OtsFlowTable *t, OtsFlow *flow, OtsFlowEndReason reason)
 
 void ots_flow_table_get_stats(const OtsFlowTable *t, OtsFlowStats *stats);
 
+/* Moves the table's clock (the latest packet time, which stamps flows so
+ * that time never runs backwards in them) forward to @clock: a flow shard
+ * sees only some packets but keeps the clock of all of them. */
+void ots_flow_table_advance_clock(OtsFlowTable *t, gint64 clock);
+
+/* Calls @func for every flow (it must not add or end flows). */
+void ots_flow_table_foreach(OtsFlowTable *t, void (*func)(OtsFlow *flow, gpointer user),
+                            gpointer user);
+
 const char *ots_flow_end_reason_to_string(OtsFlowEndReason r);
 
 G_END_DECLS

@@ -2,8 +2,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """otsensord -r on every corpus capture: exits 0, valid NDJSON, envelope,
 gap-free seq, and the sensor event's counters agree with tshark."""
+import json
 import os
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 from otstest import *  # noqa: F401,F403
@@ -43,6 +45,37 @@ for path in corpus_files():
         check(len(flows) == cap["flows_created"], f"{name}: {len(flows)} flow events != {cap['flows_created']} flows")
         check(s["events"]["transaction"] == sum(1 for e in events if e["type"] == "transaction"),
               f"{name}: sensor event transaction count")
+
+# Flow shards (capture.workers) change which thread dissects a flow, never
+# what comes out: every corpus capture gives the same events (up to order
+# and seq) and the same counters with 1 and with 4 shards.
+def canon_run(workers, files):
+    conf = os.path.join(tmp, f"w{workers}.conf")
+    with open(conf, "w") as f:
+        f.write(f"capture: {{ workers = {workers}; }};\n")
+    r = run_sensor(["--no-summary", "-c", conf, "-r"] + files)
+    check(r.returncode == 0, f"workers={workers}: exit {r.returncode}: {r.stderr[-500:]}")
+    events = parse_events(r.stdout)
+    body = sorted(json.dumps({k: v for k, v in e.items() if k != "seq"}, sort_keys=True)
+                  for e in events if e["type"] != "sensor")
+    cap = [e for e in events if e["type"] == "sensor"][-1]["capture"][0]
+    counters = {k: cap.get(k) for k in ("packets", "tcp", "udp", "flows_created", "flows_ended")}
+    return body, counters, s_events(events)
+
+
+def s_events(events):
+    return [e for e in events if e["type"] == "sensor"][-1]["events"]
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    for path in corpus_files() + [None]:
+        files = [path] if path else corpus_files()
+        name = os.path.basename(path) if path else "all captures in one run"
+        one = canon_run(1, files)
+        four = canon_run(4, files)
+        check(one[0] == four[0], f"{name}: 4 shards give the events of 1 ({len(four[0])} vs {len(one[0])})")
+        check(one[1] == four[1], f"{name}: 4 shards give the counters of 1 ({four[1]} vs {one[1]})")
+        check(one[2] == four[2], f"{name}: 4 shards count the events of 1 ({four[2]} vs {one[2]})")
 
 # Several files in one run, in order: one continuous seq, packets add up.
 files = corpus_files()[:3]
