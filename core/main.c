@@ -35,6 +35,9 @@
 typedef struct {
     GMainLoop *loop;
     OtsConfig *config; /* owned; replaced by a good reload */
+    /* The configuration the daemon started with (owned; may be @config):
+     * what only a restart applies keeps its values from here. */
+    OtsConfig *start_config;
     OtsPipeline *pipeline;
     /* RAW transports (local): lines go straight to the sink. Network
      * transports: lines go to the spool, the uplink delivers them. */
@@ -64,6 +67,8 @@ typedef struct {
     /* transport switch (make before break) */
     struct _Probe *switching; /* the switch in progress */
     gboolean drain_after_switch;
+    guint heartbeat; /* the heartbeat timer, 0: none */
+    gint64 heartbeat_s;
 } Daemon;
 
 static void
@@ -688,6 +693,7 @@ write_override(const OtsSettings *root, const char *name, GError **error)
 }
 
 static void start_drain(Daemon *d);
+static void config_take(Daemon *d, OtsConfig *next);
 
 /* The input ended during a switch: the final flush waits for its end. */
 static void
@@ -718,18 +724,12 @@ on_old_uplink_stopped(GObject *source, GAsyncResult *res, gpointer user)
     d->transport = p->t;
     d->transport_instance = g_steal_pointer(&p->instance);
     ots_uplink_start_with_session(d->uplink, g_steal_pointer(&p->stream), g_steal_pointer(&p->tls));
-    if (p->config) {
-        /* A reload's switch: its configuration is in force now. */
-        g_autoptr(GError) lerr = NULL;
-        if (!ots_log_configure(ots_config_get_root(p->config), d->log_override, &lerr))
-            g_message("reload: logging: %s", lerr->message);
-        ots_config_free(d->config);
-        d->config = g_steal_pointer(&p->config);
-    }
+    if (p->config)
+        config_take(d, g_steal_pointer(&p->config)); /* a reload's switch: in force now */
     gboolean persisted = FALSE;
     g_autoptr(GError) perr = NULL;
     if (p->persist) {
-        persisted = write_override(ots_config_get_root(d->config), p->t->name, &perr);
+        persisted = write_override(ots_config_get_root(d->start_config), p->t->name, &perr);
         if (!persisted)
             g_message("transport switch: not persisted: %s", perr->message);
     }
@@ -764,9 +764,9 @@ switch_proven(Probe *p, gboolean ok)
     Daemon *d = p->d;
     g_autoptr(GError) err = NULL;
     if (ok) {
+        /* The running identity: a new sensor.id waits for a restart. */
         const char *sensor_id = "otsensor";
-        ots_settings_get_string(ots_config_get_root(p->config ? p->config : d->config), "sensor.id",
-                                &sensor_id);
+        ots_settings_get_string(ots_config_get_root(d->start_config), "sensor.id", &sensor_id);
         p->next = ots_uplink_new(&p->ucfg, d->spool, p->t, p->instance, sensor_id, &err);
         if (!p->next) {
             g_free(p->error);
@@ -828,38 +828,269 @@ switch_start(Daemon *d, const char *name, OtsConfig *config, gboolean persist,
 
 /* ---- end of transport switch ---- */
 
-/* SIGHUP and `otsensorctl reload`: parse and validate the whole file first;
- * on any error keep running as before and say file:line (log and @error).
- * Then apply what can change live: log levels and the uplink's TLS files and
- * batching (certificates are re-read). When output.transport changed in
- * the file, the transport switch runs (make before break) and the new
- * configuration is in force once the new path is proven; a failing path
- * keeps everything as it was (logged with the hop's reason). */
+/* ---- reload (SIGHUP, `otsensorctl reload`) ---- */
+
+/* What a reload applies while running; anything else that differs from the
+ * configuration the daemon started with needs a restart. A key stands for
+ * itself and every key below it. */
+static const char *const live_keys[] = {
+    "sensor.site", /* read for each health event */
+    "output.transport",
+    "output.heartbeat_interval",
+    "transports", /* the active one's: a switch to a new instance of it */
+    "uplink",     /* ots_uplink_reconfigure(), or the switch's new uplink */
+    "logging",
+    "dissectors",
+    NULL,
+};
+
 static gboolean
-daemon_reload(Daemon *d, GError **error)
+key_under(const char *path, const char *key)
+{
+    gsize n = strlen(key);
+    return strncmp(path, key, n) == 0 && (path[n] == '\0' || path[n] == '.');
+}
+
+/* output.transport of @root, and whether it differs from @was's. */
+static const char *
+output_transport(const OtsConfig *was, const OtsSettings *root, gboolean *changed)
+{
+    const char *before = "local", *now = "local";
+    ots_settings_get_string(ots_config_get_root(was), "output.transport", &before);
+    ots_settings_get_string(root, "output.transport", &now);
+    *changed = g_strcmp0(before, now) != 0;
+    return now;
+}
+
+/* A transport that writes locally (RAW): the uplink cannot switch to it. */
+static gboolean
+is_local_transport(Daemon *d, const char *name)
+{
+    const OtsPlugin *pl = ots_plugin_set_find(d->plugins, OTS_PLUGIN_KIND_TRANSPORT, name);
+    return pl && (((const OtsTransportInfo *)pl->header)->flags & OTS_TRANSPORT_FLAG_RAW);
+}
+
+/* The keys of @next that differ from the configuration the daemon started
+ * with and only a restart applies. (transfer full) (element-type utf8) */
+static GPtrArray *
+restart_required(Daemon *d, const OtsSettings *next)
+{
+    g_autoptr(GPtrArray) changed = ots_settings_diff(ots_config_get_root(d->start_config), next,
+                                                     ots_config_core_schema(), NULL);
+    /* A local output (a sink, not an uplink) is opened once. */
+    g_autofree char *sink_group =
+        d->uplink ? NULL : g_strdup_printf("transports.%s", ots_sink_get_transport_name(d->sink));
+    GPtrArray *out = g_ptr_array_new_with_free_func(g_free);
+    for (guint i = 0; i < changed->len; i++) {
+        const char *path = changed->pdata[i];
+        gboolean live = FALSE;
+        for (guint k = 0; live_keys[k] && !live; k++)
+            live = key_under(path, live_keys[k]);
+        if (sink_group && (key_under(path, "output.transport") || key_under(path, sink_group)))
+            live = FALSE;
+        if (!live)
+            g_ptr_array_add(out, g_strdup(path));
+    }
+    /* From the cloud to a local file: only at the start. */
+    gboolean moved = FALSE;
+    const char *now = output_transport(d->start_config, next, &moved);
+    if (d->uplink && moved && is_local_transport(d, now))
+        g_ptr_array_add(out, g_strdup("output.transport"));
+    return out;
+}
+
+/* The transport a reload switches to: output.transport when the file
+ * changed it (unless that is the one running, or a local one: see
+ * restart_required()), else the active one when its own settings changed
+ * (a new instance of it, proven before it takes over). NULL: no switch. */
+static char *
+reload_target(Daemon *d, const OtsSettings *next)
+{
+    if (!d->uplink)
+        return NULL;
+    gboolean moved = FALSE;
+    const char *now = output_transport(d->config, next, &moved);
+    if (moved && g_strcmp0(now, d->transport->name) != 0)
+        return is_local_transport(d, now) ? NULL : g_strdup(now);
+    g_autofree char *group = g_strdup_printf("transports.%s", d->transport->name);
+    g_autoptr(GPtrArray) changed =
+        ots_settings_diff(ots_settings_get_group(ots_config_get_root(d->config), group),
+                          ots_settings_get_group(next, group), NULL, group);
+    return changed->len ? g_strdup(d->transport->name) : NULL;
+}
+
+static void
+heartbeat_set(Daemon *d, gint64 seconds)
+{
+    if (d->heartbeat && seconds == d->heartbeat_s)
+        return;
+    if (d->heartbeat)
+        g_source_remove(d->heartbeat);
+    d->heartbeat = seconds > 0 ? g_timeout_add_seconds((guint)seconds, on_heartbeat, d) : 0;
+    d->heartbeat_s = seconds;
+}
+
+static gboolean check_dissector_names(const OtsSettings *root, const OtsPluginSet *plugins,
+                                      GError **error);
+static OtsDissectRegistry *build_registry(const OtsSettings *root, const OtsPluginSet *plugins,
+                                          GError **error);
+
+/* @next: (transfer full): a reload's configuration, in force from here on;
+ * what follows it without a new transport (log levels, the heartbeat
+ * period, dissector enablement and ports) is applied now. */
+static void
+config_take(Daemon *d, OtsConfig *next)
+{
+    const OtsSettings *root = ots_config_get_root(next);
+    g_autoptr(GError) err = NULL;
+    if (d->pipeline) {
+        /* Checked by daemon_reload(): cannot fail here. */
+        g_autoptr(OtsDissectRegistry) reg = build_registry(root, d->plugins, &err);
+        if (reg)
+            ots_pipeline_set_registry(d->pipeline, reg);
+        else
+            g_message("reload: dissectors: %s", err->message);
+        g_clear_error(&err);
+    }
+    if (!ots_log_configure(root, d->log_override, &err))
+        g_message("reload: logging: %s", err->message);
+    gint64 hb = 0;
+    ots_settings_get_int(root, "output.heartbeat_interval", &hb);
+    heartbeat_set(d, hb);
+    if (d->config != d->start_config)
+        ots_config_free(d->config);
+    d->config = next;
+}
+
+/* A reload under way: its answer waits for the switch it set off. */
+typedef struct {
+    Daemon *d;
+    GPtrArray *restart;        /* the keys that need a restart */
+    OtsControlReplyFunc reply; /* (nullable): SIGHUP has none */
+    gpointer reply_data;
+} Reload;
+
+static void
+reload_free(Reload *r)
+{
+    g_ptr_array_unref(r->restart);
+    g_free(r);
+}
+
+static void
+reload_refused(Daemon *d, const char *why, OtsControlReplyFunc reply, gpointer reply_data)
+{
+    g_message("reload refused, still running the previous configuration: %s", why);
+    ots_notify("READY=1");
+    if (reply) {
+        g_autoptr(GError) e =
+            g_error_new(OTS_CONTROL_ERROR, OTS_CONTROL_ERROR_FAILED, "reload refused: %s", why);
+        reply(NULL, e, reply_data);
+    }
+}
+
+/* The reload is in force. @switched: (transfer full) (nullable): the
+ * switch's result, as `transport set` answers it. Key names only: never a
+ * value, so no secret. */
+static void
+reload_finish(Reload *r, JsonNode *switched)
+{
+    Daemon *d = r->d;
+    JsonArray *keys = json_array_new();
+    for (guint i = 0; i < r->restart->len; i++)
+        json_array_add_string_element(keys, r->restart->pdata[i]);
+    if (r->restart->len) {
+        g_ptr_array_add(r->restart, NULL);
+        g_autofree char *list = g_strjoinv(", ", (char **)r->restart->pdata);
+        g_ptr_array_set_size(r->restart, r->restart->len - 1);
+        g_message("reload: %s changed but only a restart applies %s; the running values stay "
+                  "in force",
+                  list, r->restart->len > 1 ? "them" : "it");
+    }
+    g_message("reloaded %s", d->config_path);
+    ots_notify("READY=1");
+    JsonObject *o = json_object_new();
+    json_object_set_boolean_member(o, "reloaded", TRUE);
+    json_object_set_string_member(o, "config", d->config_path);
+    json_object_set_array_member(o, "restart_required", keys);
+    if (switched)
+        json_object_set_member(o, "switch", switched);
+    JsonNode *n = json_node_new(JSON_NODE_OBJECT);
+    json_node_take_object(n, o);
+    if (r->reply)
+        r->reply(n, NULL, r->reply_data);
+    else
+        json_node_unref(n);
+    reload_free(r);
+}
+
+/* switch_start()'s answer to a reload: in force (the switch's result), or
+ * refused with the failing hop and its reason. */
+static void
+reload_switched(JsonNode *result, const GError *error, gpointer user)
+{
+    Reload *r = user;
+    if (!result) {
+        g_autofree char *why =
+            g_strdup_printf("%s; the previous configuration stays in force",
+                            error ? error->message : "the transport switch failed");
+        reload_refused(r->d, why, r->reply, r->reply_data);
+        reload_free(r);
+        return;
+    }
+    reload_finish(r, result);
+}
+
+/* SIGHUP (@reply NULL) and `otsensorctl reload`: parse and validate the
+ * whole file first; on any error keep running as before and say file:line.
+ * Then apply what can change live: log levels, the heartbeat period,
+ * dissector enablement and ports, the uplink's TLS files and batching
+ * (certificates are re-read); the rest waits for a restart and is named
+ * (restart_required(), against the configuration started with). When
+ * output.transport or the active transport's settings changed, the
+ * transport switch runs (make before break) and the new configuration is
+ * in force once the new path is proven; a failing path keeps everything as
+ * it was. @reply is called once all that is done: with the switch's result
+ * and the keys that need a restart, or with why the reload was refused. */
+static void
+daemon_reload(Daemon *d, OtsControlReplyFunc reply, gpointer reply_data)
 {
     ots_notify("RELOADING=1");
     g_autoptr(GError) err = NULL;
-    g_autoptr(OtsConfig) next = NULL;
     if (!d->config_path) {
-        g_set_error_literal(&err, OTS_CONFIG_ERROR, OTS_CONFIG_ERROR_MISSING,
-                            "no configuration file (-c) to re-read");
-        goto refused;
+        reload_refused(d, "no configuration file (-c) to re-read", reply, reply_data);
+        return;
     }
-    next = ots_config_load_file(d->config_path, &err);
-    if (!next)
-        goto refused;
+    if (d->switching) {
+        g_autofree char *why = g_strdup_printf(
+            "a switch to transport %s is running; reload once it is done", d->switching->t->name);
+        reload_refused(d, why, reply, reply_data);
+        return;
+    }
+    g_autoptr(OtsConfig) next = ots_config_load_file(d->config_path, &err);
+    if (!next) {
+        reload_refused(d, err->message, reply, reply_data);
+        return;
+    }
     const OtsSettings *root = ots_config_get_root(next);
-    const char *was = "local", *now = "local";
-    ots_settings_get_string(ots_config_get_root(d->config), "output.transport", &was);
-    ots_settings_get_string(root, "output.transport", &now);
-    if (d->uplink && g_strcmp0(was, now) != 0) {
-        g_autofree char *target = g_strdup(now);
-        if (!switch_start(d, target, g_steal_pointer(&next), FALSE, NULL, NULL, &err))
-            goto refused;
+    if (!check_dissector_names(root, d->plugins, &err)) {
+        reload_refused(d, err->message, reply, reply_data);
+        return;
+    }
+    Reload *r = g_new0(Reload, 1);
+    r->d = d;
+    r->restart = restart_required(d, root);
+    r->reply = reply;
+    r->reply_data = reply_data;
+    g_autofree char *target = reload_target(d, root);
+    if (target) {
+        if (!switch_start(d, target, g_steal_pointer(&next), FALSE, reload_switched, r, &err)) {
+            reload_free(r);
+            reload_refused(d, err->message, reply, reply_data);
+            return;
+        }
         g_message("reloading %s: switching to transport %s", d->config_path, target);
-        ots_notify("READY=1");
-        return TRUE;
+        return;
     }
     if (d->uplink) {
         OtsUplinkConfig ucfg;
@@ -867,31 +1098,24 @@ daemon_reload(Daemon *d, GError **error)
         gboolean ok = ots_uplink_config_from_settings(root, &ucfg, &err) &&
                       ots_uplink_reconfigure(d->uplink, &ucfg, &err);
         ots_uplink_config_clear(&ucfg);
-        if (!ok)
-            goto refused;
+        if (!ok) {
+            reload_free(r);
+            reload_refused(d, err->message, reply, reply_data);
+            return;
+        }
     }
-    if (!ots_log_configure(root, d->log_override, &err)) {
-        g_message("reload: logging: %s", err->message);
-        g_clear_error(&err);
-    }
-    ots_config_free(d->config);
-    d->config = g_steal_pointer(&next);
-    g_message("reloaded %s", d->config_path);
-    ots_notify("READY=1");
-    return TRUE;
-refused:
-    g_message("reload refused, still running the previous configuration: %s", err->message);
-    ots_notify("READY=1");
-    g_propagate_error(error, g_steal_pointer(&err));
-    return FALSE;
+    config_take(d, g_steal_pointer(&next));
+    reload_finish(r, NULL);
 }
 
 static gboolean
 on_reload(gpointer user)
 {
-    daemon_reload(user, NULL);
+    daemon_reload(user, NULL, NULL); /* the outcome is logged */
     return G_SOURCE_CONTINUE;
 }
+
+/* ---- end of reload ---- */
 
 /* ---- control socket (otsensorctl): what the daemon lends core/control ---- */
 
@@ -923,10 +1147,10 @@ control_status(gpointer user)
     return json;
 }
 
-static gboolean
-control_reload(gpointer user, GError **error)
+static void
+control_reload(gpointer user, OtsControlReplyFunc reply, gpointer reply_data)
 {
-    return daemon_reload(user, error);
+    daemon_reload(user, reply, reply_data);
 }
 
 static const OtsSettings *
@@ -951,7 +1175,7 @@ control_transport_set(gpointer user, const char *name, gboolean persist, OtsCont
     if (!name) {
         /* `transport set --clear`: the file's output.transport wins again
          * at the next start; the running transport stays. */
-        if (!write_override(ots_config_get_root(d->config), NULL, &err)) {
+        if (!write_override(ots_config_get_root(d->start_config), NULL, &err)) {
             reply(NULL, err, reply_data);
             return;
         }
@@ -1074,10 +1298,9 @@ load_plugins(const OtsSettings *root)
     return set;
 }
 
-/* Builds the dispatch registry from the dissector plugins and the
- * `dissectors` section; a section naming no loaded plugin is an error. */
-static OtsDissectRegistry *
-build_registry(const OtsSettings *root, const OtsPluginSet *plugins, GError **error)
+/* A `dissectors` section naming no loaded plugin is an error. */
+static gboolean
+check_dissector_names(const OtsSettings *root, const OtsPluginSet *plugins, GError **error)
 {
     const OtsSettings *sect = ots_settings_get_group(root, "dissectors");
     g_autoptr(GPtrArray) names = g_ptr_array_new();
@@ -1101,10 +1324,21 @@ build_registry(const OtsSettings *root, const OtsPluginSet *plugins, GError **er
                                        "no dissector plugin named '%s'%s%s%s", k,
                                        hint ? " (did you mean '" : "", hint ? hint : "",
                                        hint ? "'?)" : "");
-                return NULL;
+                return FALSE;
             }
         }
     }
+    return TRUE;
+}
+
+/* Builds the dispatch registry from the dissector plugins and the
+ * `dissectors` section (checked by check_dissector_names()). */
+static OtsDissectRegistry *
+build_registry(const OtsSettings *root, const OtsPluginSet *plugins, GError **error)
+{
+    if (!check_dissector_names(root, plugins, error))
+        return NULL;
+    const OtsSettings *sect = ots_settings_get_group(root, "dissectors");
     g_autoptr(OtsDissectRegistry) reg = ots_dissect_registry_new();
     for (guint i = 0; i < plugins->plugins->len; i++) {
         const OtsPlugin *pl = g_ptr_array_index(plugins->plugins, i);
@@ -1373,6 +1607,7 @@ main(int argc, char **argv)
 
     Daemon d = {0};
     d.config = g_steal_pointer(&config);
+    d.start_config = d.config;
     d.config_path = config_path;
     d.log_override = log_level;
     d.plugins = plugins;
@@ -1427,6 +1662,7 @@ main(int argc, char **argv)
         .max_pdu_bytes = (gsize)get_int(root, "flows.max_pdu_bytes"),
         .flow_events = TRUE,
         .queue_batches = (guint)get_int(root, "capture.event_queue_batches"),
+        .workers = (guint)get_int(root, "capture.workers"),
     };
     ots_settings_get_bool(root, "flows.flow_events", &pc.flow_events);
     d.pipeline = ots_pipeline_new(&pc, registry, on_batch, on_done, &d);
@@ -1492,9 +1728,7 @@ main(int argc, char **argv)
                        : EX_OSERR;
         }
     }
-    gint64 hb = get_int(root, "output.heartbeat_interval");
-    if (hb > 0)
-        g_timeout_add_seconds((guint)hb, on_heartbeat, &d);
+    heartbeat_set(&d, get_int(root, "output.heartbeat_interval"));
     g_timeout_add(500, on_progress, &d);
 
     ots_pipeline_start(d.pipeline);
@@ -1536,6 +1770,8 @@ main(int argc, char **argv)
     ots_buf_clear(&d.out);
     g_free(d.sensor_id_json);
     g_main_loop_unref(d.loop);
-    ots_config_free(d.config);
+    if (d.config != d.start_config)
+        ots_config_free(d.config);
+    ots_config_free(d.start_config);
     return d.exit_code;
 }

@@ -59,6 +59,12 @@ gboolean ots_settings_validate(const OtsSettings *s, const OtsSettingSpec *spec,
  * against the loaded plugins. (transfer container) */
 GPtrArray *ots_settings_get_keys(const OtsSettings *s);
 
+/* The dotted key paths whose values differ between @a and @b (defaults
+ * included), walking @spec (NULL: the keys either side has); @path prefixes
+ * them. Key paths only, never a value. (transfer full) (element-type utf8) */
+GPtrArray *ots_settings_diff(const OtsSettings *a, const OtsSettings *b, const OtsSettingSpec *spec,
+                             const char *path);
+
 /* "did you mean": the candidate closest to @word within a small edit
  * distance, or NULL. */
 const char *ots_config_suggest(const char *word, const char *const *candidates, guint n);

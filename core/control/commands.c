@@ -443,23 +443,11 @@ ots_control_dispatch(const OtsControlProvider *provider, OtsControlRate *rate,
         return cmd_transport_show(provider, req->name, error);
     case OTS_CONTROL_CMD_TRANSPORT_SET:
     case OTS_CONTROL_CMD_TRANSPORT_TEST:
+    case OTS_CONTROL_CMD_RELOAD:
         /* Asynchronous: the server hands them to the provider itself. */
         g_set_error_literal(error, OTS_CONTROL_ERROR, OTS_CONTROL_ERROR_FAILED,
                             "asynchronous command");
         return NULL;
-    case OTS_CONTROL_CMD_RELOAD: {
-        g_autoptr(GError) err = NULL;
-        if (!provider->reload(provider->user, &err)) {
-            g_set_error(error, OTS_CONTROL_ERROR, OTS_CONTROL_ERROR_FAILED, "reload refused: %s",
-                        err ? err->message : "unknown error");
-            return NULL;
-        }
-        JsonNode *r = json_node_new(JSON_NODE_OBJECT);
-        JsonObject *o = json_object_new();
-        json_object_set_boolean_member(o, "reloaded", TRUE);
-        json_node_take_object(r, o);
-        return r;
-    }
     }
     g_set_error_literal(error, OTS_CONTROL_ERROR, OTS_CONTROL_ERROR_UNKNOWN_CMD, "unknown command");
     return NULL;

@@ -6,6 +6,7 @@
  *   request  {"v":1,"cmd":"status"}   {"v":1,"cmd":"transport.show","name":"proxy"}
  *           {"v":1,"cmd":"transport.set","name":"proxy","persist":true}
  *           {"v":1,"cmd":"transport.set","clear":true}   {"v":1,"cmd":"transport.test"}
+ *           {"v":1,"cmd":"reload"}   (answered once a switch it sets off is done)
  *   reply    {"v":1,"ok":true,"result":{...}}   {"v":1,"ok":false,"error":"..."} */
 
 #include <glib.h>

@@ -137,7 +137,7 @@ pending_reply(JsonNode *result, const GError *error, gpointer data)
         queue_reply(c, ots_control_reply_ok(result));
     } else {
         const char *msg = error ? error->message : "failed";
-        if (p->cmd == OTS_CONTROL_CMD_TRANSPORT_SET)
+        if (p->cmd != OTS_CONTROL_CMD_TRANSPORT_TEST)
             g_message("control: uid %u: %s", (guint)c->uid, msg);
         queue_reply(c, ots_control_reply_error(msg));
     }
@@ -154,10 +154,21 @@ pending_reply(JsonNode *result, const GError *error, gpointer data)
 }
 
 static gboolean
+is_async(OtsControlCmd cmd)
+{
+    return cmd == OTS_CONTROL_CMD_TRANSPORT_SET || cmd == OTS_CONTROL_CMD_TRANSPORT_TEST ||
+           cmd == OTS_CONTROL_CMD_RELOAD;
+}
+
+/* Hands an asynchronous command to the provider; no further line of this
+ * client is read until its reply. */
+static gboolean
 start_async(Client *c, const OtsControlRequest *req)
 {
     const OtsControlProvider *pr = &c->server->provider;
-    if (req->cmd == OTS_CONTROL_CMD_TRANSPORT_SET ? !pr->transport_set : !pr->transport_test)
+    if ((req->cmd == OTS_CONTROL_CMD_TRANSPORT_SET && !pr->transport_set) ||
+        (req->cmd == OTS_CONTROL_CMD_TRANSPORT_TEST && !pr->transport_test) ||
+        (req->cmd == OTS_CONTROL_CMD_RELOAD && !pr->reload))
         return FALSE;
     Pending *p = g_new0(Pending, 1);
     p->client = c;
@@ -166,6 +177,8 @@ start_async(Client *c, const OtsControlRequest *req)
     c->pending = p;
     if (req->cmd == OTS_CONTROL_CMD_TRANSPORT_SET)
         pr->transport_set(pr->user, req->name, req->persist, pending_reply, p);
+    else if (req->cmd == OTS_CONTROL_CMD_RELOAD)
+        pr->reload(pr->user, pending_reply, p);
     else
         pr->transport_test(pr->user, req->name, pending_reply, p);
     if (c->pending == p)
@@ -184,7 +197,7 @@ handle_line(Client *c, const char *line, gsize len)
         return;
     }
     g_debug("control: uid %u: %s", (guint)c->uid, ots_control_cmd_to_string(req->cmd));
-    if (req->cmd == OTS_CONTROL_CMD_TRANSPORT_SET || req->cmd == OTS_CONTROL_CMD_TRANSPORT_TEST) {
+    if (is_async(req->cmd)) {
         if (c->uid != 0 && req->cmd == OTS_CONTROL_CMD_TRANSPORT_SET)
             g_message("control: uid %u: transport.set %s", (guint)c->uid,
                       req->name ? req->name : "--clear");
@@ -194,8 +207,6 @@ handle_line(Client *c, const char *line, gsize len)
     }
     JsonNode *result = ots_control_dispatch(&c->server->provider, &c->server->rate, req, &err);
     if (!result) {
-        if (req->cmd == OTS_CONTROL_CMD_RELOAD)
-            g_message("control: uid %u: %s", (guint)c->uid, err->message);
         queue_reply(c, ots_control_reply_error(err->message));
         return;
     }

@@ -21,8 +21,10 @@ typedef void (*OtsControlReplyFunc)(JsonNode *result, const GError *error, gpoin
  * OtsControlProvider:
  * @status: the `sensor` health event's members as a JSON object text
  *   (transfer full), the content of `status`
- * @reload: re-reads the configuration (the SIGHUP path); FALSE with a
- *   file:line @error when refused
+ * @reload: re-reads the configuration (the SIGHUP path) and applies it,
+ *   a transport switch it sets off included. Calls @reply once, possibly
+ *   later (after the switch): what changed, or an error saying why the
+ *   reload was refused (file:line, or the failing hop and its reason)
  * @settings: the configuration in force
  * @active_transport: the name of the transport in use
  * @plugins: the plugins loaded and refused (for version and transport.*)
@@ -38,7 +40,7 @@ typedef void (*OtsControlReplyFunc)(JsonNode *result, const GError *error, gpoin
  */
 typedef struct {
     char *(*status)(gpointer user);
-    gboolean (*reload)(gpointer user, GError **error);
+    void (*reload)(gpointer user, OtsControlReplyFunc reply, gpointer reply_data);
     const OtsSettings *(*settings)(gpointer user);
     const char *(*active_transport)(gpointer user);
     const OtsPluginSet *plugins;

@@ -384,6 +384,37 @@ show_switch(JsonObject *r)
     return 0;
 }
 
+/* One line of what the reload did (a switch it set off included), and the
+ * settings that wait for a restart. */
+static void
+show_reload(JsonObject *r)
+{
+    JsonObject *sw = object_member(r, "switch");
+    if (sw) {
+        g_autofree char *t = member(sw, "transport"), *prev = member(sw, "previous");
+        double ms = json_object_get_double_member_with_default(sw, "elapsed_ms", 0);
+        if (g_strcmp0(t, prev) == 0)
+            g_print("configuration reloaded; transport %s reopened with its new settings in "
+                    "%.0f ms\n",
+                    t, ms);
+        else
+            g_print("configuration reloaded; transport switched from %s to %s in %.0f ms\n", prev,
+                    t, ms);
+    } else {
+        g_print("configuration reloaded\n");
+    }
+    JsonNode *rn = json_object_get_member(r, "restart_required");
+    JsonArray *a = rn && JSON_NODE_HOLDS_ARRAY(rn) ? json_node_get_array(rn) : NULL;
+    if (!a || json_array_get_length(a) == 0)
+        return;
+    g_autoptr(GString) keys = g_string_new(NULL);
+    for (guint i = 0; i < json_array_get_length(a); i++) {
+        g_autofree char *k = scalar(json_array_get_element(a, i));
+        g_string_append_printf(keys, "%s%s", i ? ", " : "", k);
+    }
+    g_print("needs a restart to take effect (the running values stay in force): %s\n", keys->str);
+}
+
 static int
 usage(GOptionContext *ctx)
 {
@@ -421,7 +452,9 @@ main(int argc, char **argv)
              "                         switch the uplink to NAME once its path is proven\n"
              "  transport set --clear  forget a persisted choice (the file applies again)\n"
              "  test-connection [NAME] walk every hop of a transport (default: the active)\n"
-             "  reload                 re-read the configuration file\n"
+             "  reload                 re-read the configuration file and apply it; answers\n"
+             "                         once a transport switch it sets off is done, and names\n"
+             "                         the settings that need a restart\n"
              "\n"
              "Exit status: 0 ok, 1 the daemon refused or failed, 64 usage,\n"
              "69 otsensord not running, 77 access denied.\n");
@@ -528,8 +561,8 @@ main(int argc, char **argv)
         show_transport_list(r);
     } else if (g_str_equal(wire, "transport.show") && r) {
         show_transport(r);
-    } else if (g_str_equal(wire, "reload")) {
-        g_print("configuration reloaded\n");
+    } else if (g_str_equal(wire, "reload") && r) {
+        show_reload(r);
     }
     json_object_unref(reply);
     return rc;

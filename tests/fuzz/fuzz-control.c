@@ -36,7 +36,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             /* A valid request names a known command, and a name only when allowed. */
             if (ots_control_cmd_from_string(ots_control_cmd_to_string(req->cmd)) != (int)req->cmd)
                 __builtin_trap();
-            if (req->name && req->cmd != OTS_CONTROL_CMD_TRANSPORT_SHOW)
+            if (req->name && req->cmd != OTS_CONTROL_CMD_TRANSPORT_SHOW &&
+                req->cmd != OTS_CONTROL_CMD_TRANSPORT_SET &&
+                req->cmd != OTS_CONTROL_CMD_TRANSPORT_TEST)
                 __builtin_trap();
             JsonNode *n = json_node_new(JSON_NODE_VALUE);
             json_node_set_string(n, req->name ? req->name : "");

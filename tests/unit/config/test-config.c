@@ -1125,6 +1125,116 @@ test_threads(void)
         CU_ASSERT_EQUAL(GPOINTER_TO_UINT(g_thread_join(threads[i])), 0);
 }
 
+/* ---- ots_settings_diff ---- */
+
+static OtsConfig *
+load(const char *text)
+{
+    g_autoptr(GError) err = NULL;
+    OtsConfig *c = ots_config_load_string(text, "diff.conf", &err);
+    if (c == NULL)
+        fprintf(stderr, "\n  %s\n", err->message);
+    return c;
+}
+
+/* @text with its first @old replaced by @new. */
+static char *
+replace(const char *text, const char *old, const char *new)
+{
+    const char *at = strstr(text, old);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(at);
+    return g_strdup_printf("%.*s%s%s", (int)(at - text), text, new, at + strlen(old));
+}
+
+static char *
+joined(GPtrArray *paths)
+{
+    GString *s = g_string_new(NULL);
+    for (guint i = 0; i < paths->len; i++)
+        g_string_append_printf(s, "%s%s", i ? "," : "", (char *)g_ptr_array_index(paths, i));
+    return g_string_free(s, FALSE);
+}
+
+#define DIFF_BASE                                                                                  \
+    SENSOR "output: { transport = \"direct\"; };\n"                                                \
+           "capture: { interfaces = ( { name = \"lo\"; filter = \"tcp port 502\"; } ); };\n"       \
+           "dissectors: { modbus: { tcp_ports = [ 502 ]; }; };\n"                                  \
+           "logging: { modules: { ots-flow = \"debug\"; }; };\n"                                   \
+           "transports: {\n"                                                                       \
+           "  direct: { address = \"127.0.0.1\"; port = 4443; };\n"                                \
+           "  proxy: { host = \"127.0.0.1\"; port = 3128; password_file = \"/s/PW-ONE\"; };\n"     \
+           "};\n"
+
+/* The paths that differ between DIFF_BASE and @b, joined with ",". */
+static void
+expect_diff(const char *b, const char *want)
+{
+    g_autoptr(OtsConfig) ca = load(DIFF_BASE);
+    g_autoptr(OtsConfig) cb = load(b);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ca);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cb);
+    g_autoptr(GPtrArray) d = ots_settings_diff(ots_config_get_root(ca), ots_config_get_root(cb),
+                                               ots_config_core_schema(), NULL);
+    g_autofree char *got = joined(d);
+    if (strcmp(got, want) != 0)
+        fprintf(stderr, "\n  diff: got '%s', want '%s'\n", got, want);
+    CU_ASSERT_STRING_EQUAL(got, want);
+}
+
+static void
+test_diff(void)
+{
+    expect_diff(DIFF_BASE, "");
+    /* A default written out, a 64-bit literal, a list element's template
+     * default: no difference. */
+    expect_diff(DIFF_BASE "flows: { max_flows = 131072L; tcp_idle_timeout = 600; };\n"
+                          "spool: { drop = \"oldest\"; };\n",
+                "");
+    g_autofree char *snap = replace(DIFF_BASE, "filter", "snaplen = 65535; filter");
+    expect_diff(snap, "");
+    /* Each path once, in table order whatever the file order; a list of
+     * groups and an array by their own path. */
+    g_autofree char *snap2 = replace(DIFF_BASE, "filter", "snaplen = 1500; filter");
+    g_autofree char *two = g_strconcat("flows: { max_flows = 1000; };\n", snap2, NULL);
+    g_autofree char *two2 = replace(two, "flows: {", "flows: { flow_events = false;");
+    expect_diff(two2, "capture.interfaces,flows.max_flows,flows.flow_events");
+    g_autofree char *files = replace(DIFF_BASE, "capture: {", "capture: { files = [ \"a.pcap\" ];");
+    expect_diff(files, "capture.files");
+    /* Maps and free-form groups: by the key that changed. */
+    g_autofree char *ports = replace(DIFF_BASE, "[ 502 ]", "[ 502, 5020 ]");
+    expect_diff(ports, "dissectors.modbus.tcp_ports");
+    g_autofree char *mod =
+        replace(DIFF_BASE, "ots-flow = \"debug\"", "ots-flow = \"info\"; ots-uplink = \"debug\"");
+    expect_diff(mod, "logging.modules.ots-flow,logging.modules.ots-uplink");
+    g_autofree char *pw = replace(DIFF_BASE, "PW-ONE", "PW-TWO");
+    expect_diff(pw, "transports.proxy.password_file");
+    g_autofree char *noproxy = replace(
+        DIFF_BASE,
+        "  proxy: { host = \"127.0.0.1\"; port = 3128; password_file = \"/s/PW-ONE\"; };\n", "");
+    expect_diff(noproxy, "transports.proxy");
+    g_autofree char *tr = replace(DIFF_BASE, "transport = \"direct\"", "transport = \"proxy\"");
+    expect_diff(tr, "output.transport");
+
+    /* A group alone, with a prefix; NULL is an empty group. Never a value. */
+    g_autoptr(OtsConfig) a = load(DIFF_BASE);
+    g_autoptr(OtsConfig) b = load(pw);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    const OtsSettings *pa = ots_settings_get_group(ots_config_get_root(a), "transports.proxy");
+    const OtsSettings *pb = ots_settings_get_group(ots_config_get_root(b), "transports.proxy");
+    g_autoptr(GPtrArray) d1 = ots_settings_diff(pa, pb, NULL, "transports.proxy");
+    CU_ASSERT_EQUAL_FATAL(d1->len, 1);
+    CU_ASSERT_STRING_EQUAL(g_ptr_array_index(d1, 0), "transports.proxy.password_file");
+    g_autoptr(GPtrArray) d2 = ots_settings_diff(pa, NULL, NULL, NULL);
+    g_autofree char *j2 = joined(d2);
+    CU_ASSERT_STRING_EQUAL(j2, "host,port,password_file");
+    g_autoptr(GPtrArray) d3 = ots_settings_diff(NULL, NULL, ots_config_core_schema(), NULL);
+    CU_ASSERT_EQUAL(d3->len, 0);
+    const OtsSettings *da = ots_settings_get_group(ots_config_get_root(a), "transports.direct");
+    g_autoptr(GPtrArray) d4 = ots_settings_diff(da, da, NULL, NULL);
+    CU_ASSERT_EQUAL(d4->len, 0);
+}
+
 static CU_TestInfo error_tests[] = {
     {"type error", test_type_error},
     {"range error", test_range_error},
@@ -1159,6 +1269,7 @@ static CU_TestInfo lookup_tests[] = {
     {"set_error", test_set_error},
     {"suggest", test_suggest},
     {"lookups from threads", test_threads},
+    {"diff", test_diff},
     CU_TEST_INFO_NULL,
 };
 

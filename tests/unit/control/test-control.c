@@ -265,15 +265,49 @@ fake_status(gpointer user)
         f->events);
 }
 
+/* A refused reload answers at once; a good one later, once "its switch"
+ * is done (like the daemon's, which waits for the new path). */
+typedef struct {
+    OtsControlReplyFunc reply;
+    gpointer data;
+} FakeReload;
+
 static gboolean
-fake_reload(gpointer user, GError **error)
+fake_reload_done(gpointer user)
+{
+    FakeReload *f = user;
+    JsonNode *r = json_node_new(JSON_NODE_OBJECT);
+    JsonObject *o = json_object_new();
+    json_object_set_boolean_member(o, "reloaded", TRUE);
+    JsonArray *keys = json_array_new();
+    json_array_add_string_element(keys, "capture.interfaces");
+    json_object_set_array_member(o, "restart_required", keys);
+    JsonObject *sw = json_object_new();
+    json_object_set_string_member(sw, "previous", "direct");
+    json_object_set_string_member(sw, "transport", "proxy");
+    json_object_set_object_member(o, "switch", sw);
+    json_node_take_object(r, o);
+    f->reply(r, NULL, f->data);
+    g_free(f);
+    return G_SOURCE_REMOVE;
+}
+
+static void
+fake_reload(gpointer user, OtsControlReplyFunc reply, gpointer reply_data)
 {
     Fake *f = user;
     f->reloads++;
-    if (!f->reload_ok)
-        g_set_error_literal(error, OTS_CONFIG_ERROR, OTS_CONFIG_ERROR_VALUE,
-                            "otsensor.conf:12: flows.max_flows: 0 is out of range");
-    return f->reload_ok;
+    if (!f->reload_ok) {
+        g_autoptr(GError) e = g_error_new_literal(
+            OTS_CONTROL_ERROR, OTS_CONTROL_ERROR_FAILED,
+            "reload refused: otsensor.conf:12: flows.max_flows: 0 is out of range");
+        reply(NULL, e, reply_data);
+        return;
+    }
+    FakeReload *r = g_new0(FakeReload, 1);
+    r->reply = reply;
+    r->data = reply_data;
+    g_timeout_add(50, fake_reload_done, r);
 }
 
 static const OtsSettings *
@@ -502,16 +536,14 @@ test_cmd_transport_show(void)
 static void
 test_cmd_reload(void)
 {
+    /* Asynchronous (its answer waits for a switch): the server hands it to
+     * the provider; the dispatcher alone does not run it. */
     guint before = fake.reloads;
-    g_autoptr(JsonNode) ok = run_cmd("{\"v\":1,\"cmd\":\"reload\"}", NULL);
-    CU_ASSERT_PTR_NOT_NULL(ok);
-    fake.reload_ok = FALSE;
     g_autoptr(GError) err = NULL;
-    g_autoptr(JsonNode) bad = run_cmd("{\"v\":1,\"cmd\":\"reload\"}", &err);
-    fake.reload_ok = TRUE;
-    CU_ASSERT_PTR_NULL(bad);
-    CU_ASSERT_TRUE(err && strstr(err->message, "otsensor.conf:12:"));
-    CU_ASSERT_EQUAL(fake.reloads, before + 2);
+    g_autoptr(JsonNode) none = run_cmd("{\"v\":1,\"cmd\":\"reload\"}", &err);
+    CU_ASSERT_PTR_NULL(none);
+    CU_ASSERT_TRUE(g_error_matches(err, OTS_CONTROL_ERROR, OTS_CONTROL_ERROR_FAILED));
+    CU_ASSERT_EQUAL(fake.reloads, before);
 }
 
 /* ---- the server on a temporary socket ---- */
@@ -690,6 +722,10 @@ test_server_requests(void)
     Client gone = {.fd = -1, .data = sw, .len = strlen(sw), .want_lines = 0};
     run_client(&gone);
     g_string_free(gone.reply, TRUE);
+    const char *rlg = "{\"v\":1,\"cmd\":\"reload\"}\n";
+    Client gone2 = {.fd = -1, .data = rlg, .len = strlen(rlg), .want_lines = 0};
+    run_client(&gone2);
+    g_string_free(gone2.reply, TRUE);
     for (int i = 0; i < 20; i++) {
         g_usleep(10000);
         while (g_main_context_iteration(NULL, FALSE))
@@ -707,7 +743,20 @@ test_server_requests(void)
     g_autofree char *r3 = ask(rl, strlen(rl), 1, NULL);
     fake.reload_ok = TRUE;
     CU_ASSERT_PTR_NOT_NULL(strstr(r3, "\"ok\":false"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(r3, "otsensor.conf:12: flows.max_flows"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r3, "reload refused: otsensor.conf:12: flows.max_flows"));
+    /* A good one answers once its switch is done, with what it did; the
+     * lines after it wait for that answer. */
+    guint reloads = fake.reloads;
+    const char *rl2 = "{\"v\":1,\"cmd\":\"reload\"}\n{\"v\":1,\"cmd\":\"transport.list\"}\n";
+    g_autofree char *r5 = ask(rl2, strlen(rl2), 2, NULL);
+    g_auto(GStrv) rls = g_strsplit(r5, "\n", -1);
+    CU_ASSERT_EQUAL_FATAL(g_strv_length(rls), 3);
+    CU_ASSERT_PTR_NOT_NULL(strstr(rls[0], "\"ok\":true"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(rls[0], "\"restart_required\":[\"capture.interfaces\"]"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(rls[0], "\"switch\":{\"previous\":\"direct\",\"transport\":\"proxy\"}"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(rls[1], "\"active\":\"fake\""));
+    CU_ASSERT_EQUAL(fake.reloads, reloads + 1);
 
     /* A request split across writes is reassembled. */
     Client c = {.fd = -1, .data = "{\"v\":1,\"cm", .len = 10, .want_lines = 0, .keep = TRUE};

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The session layer, through the harness, with a toy protocol:
  * [u32 length][u8 kind][payload]; kind 0xff is "not this protocol". */
+#include "core/dissect/dissect.h"
 #include "core/dissect/harness.h"
 
 #include <CUnit/CUnit.h>
@@ -210,12 +211,112 @@ test_udp(void)
     CU_ASSERT_TRUE(ots_harness_field_is(h, i, "transport", "\"udp\""));
 }
 
+/* A reload's registry (ots_dissect_context_set_registry), on real flows of
+ * a flow table: a bound flow keeps its dissector when the ports move, new
+ * flows follow the new ports, and disabling the dissector lets its flows go
+ * at once (flow end runs, state freed) while a re-enabled one binds new
+ * flows again. */
+static void
+count_batch(OtsEventBatch *batch, gpointer user)
+{
+    ots_event_batch_free(batch);
+}
+
+static OtsDissectRegistry *
+toy_registry(gboolean enabled, guint16 port)
+{
+    OtsDissectRegistry *r = ots_dissect_registry_new();
+    GArray *none = g_array_new(FALSE, FALSE, sizeof(guint16));
+    GArray *udp = g_array_new(FALSE, FALSE, sizeof(guint16));
+    g_array_append_val(udp, port);
+    ots_dissect_registry_add(r, &toy_info, enabled, FALSE, none, udp, NULL);
+    g_array_unref(none);
+    g_array_unref(udp);
+    return r;
+}
+
+static void
+feed_udp(OtsFlowTable *ft, OtsDissectContext *ctx, guint16 sport, guint16 dport, gint64 ts)
+{
+    static const guint8 datagram[] = {0, 0, 0, 2, 1, 0xaa, 0xbb};
+    OtsPacket pkt = {.ts = ts, .ip_version = 4, .l4_proto = 17, .sport = sport, .dport = dport,
+                     .payload = datagram, .payload_len = sizeof(datagram)};
+    pkt.src.family = pkt.dst.family = 4;
+    pkt.src.addr[0] = pkt.dst.addr[0] = 127;
+    pkt.src.addr[3] = 1;
+    pkt.dst.addr[3] = 2;
+    pkt.wire_len = pkt.cap_len = 64;
+    OtsDirection dir;
+    gboolean created;
+    OtsFlow *f = ots_flow_table_lookup(ft, &pkt, &dir, &created);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    ots_dissect_packet(ctx, f, dir, &pkt, 65536);
+}
+
+static void
+test_registry_swap(void)
+{
+    OtsEventWriter w;
+    ots_event_writer_init(&w, 1, count_batch, NULL);
+    OtsDissectRegistry *r1 = toy_registry(TRUE, 7777);
+    OtsDissectContext ctx;
+    ots_dissect_context_init(&ctx, r1, &w, 65536, FALSE);
+    OtsFlowConfig fc = {.max_flows = 64, .tcp_idle_timeout = 600 * G_USEC_PER_SEC,
+                        .udp_idle_timeout = 600 * G_USEC_PER_SEC,
+                        .server_port = ots_dissect_is_server_port, .on_end = ots_dissect_flow_end,
+                        .user = &ctx};
+    OtsFlowTable *ft = ots_flow_table_new(&fc);
+    gint64 t = G_GINT64_CONSTANT(1700000000) * G_USEC_PER_SEC;
+    guint freed = toy_freed;
+
+    feed_udp(ft, &ctx, 40001, 7777, t++);
+    CU_ASSERT_EQUAL(w.counts[OTS_EVENT_TRANSACTION], 1);
+
+    /* The toy moves to 8888: the bound flow keeps it; new flows follow. */
+    OtsDissectRegistry *r2 = toy_registry(TRUE, 8888);
+    ots_dissect_context_set_registry(&ctx, r2, ft);
+    ots_dissect_registry_free(r1);
+    feed_udp(ft, &ctx, 40001, 7777, t++);
+    CU_ASSERT_EQUAL(w.counts[OTS_EVENT_TRANSACTION], 2);
+    feed_udp(ft, &ctx, 40002, 7777, t++);
+    CU_ASSERT_EQUAL(w.counts[OTS_EVENT_TRANSACTION], 2);
+    feed_udp(ft, &ctx, 40003, 8888, t++);
+    CU_ASSERT_EQUAL(w.counts[OTS_EVENT_TRANSACTION], 3);
+    CU_ASSERT_EQUAL(toy_freed, freed);
+
+    /* Disabled: both bound flows are let go now, and give nothing more. */
+    OtsDissectRegistry *r3 = toy_registry(FALSE, 8888);
+    ots_dissect_context_set_registry(&ctx, r3, ft);
+    ots_dissect_registry_free(r2);
+    CU_ASSERT_EQUAL(toy_freed, freed + 2);
+    feed_udp(ft, &ctx, 40001, 7777, t++);
+    feed_udp(ft, &ctx, 40003, 8888, t++);
+    feed_udp(ft, &ctx, 40004, 8888, t++);
+    CU_ASSERT_EQUAL(w.counts[OTS_EVENT_TRANSACTION], 3);
+
+    /* Enabled again: new flows bind; the flows let go stay undissected. */
+    OtsDissectRegistry *r4 = toy_registry(TRUE, 8888);
+    ots_dissect_context_set_registry(&ctx, r4, ft);
+    ots_dissect_registry_free(r3);
+    feed_udp(ft, &ctx, 40005, 8888, t++);
+    CU_ASSERT_EQUAL(w.counts[OTS_EVENT_TRANSACTION], 4);
+    feed_udp(ft, &ctx, 40003, 8888, t++);
+    CU_ASSERT_EQUAL(w.counts[OTS_EVENT_TRANSACTION], 4);
+
+    ots_flow_table_free(ft);
+    CU_ASSERT_EQUAL(toy_freed, freed + 3); /* the last bound flow, at its end */
+    ots_event_writer_flush(&w);
+    ots_event_writer_clear(&w);
+    ots_dissect_registry_free(r4);
+}
+
 static CU_TestInfo dissect_tests[] = {
     {"PDUs split and batched", test_split_and_multi},
     {"malformed, gap, state freed once", test_malformed_and_gap},
     {"incomplete PDU over max_pdu", test_pdu_too_large},
     {"asset event", test_asset},
     {"udp datagrams", test_udp},
+    {"a reload's registry on live flows", test_registry_swap},
     CU_TEST_INFO_NULL,
 };
 
