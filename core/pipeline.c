@@ -337,24 +337,13 @@ shard_send(Worker *w, Shard *sh)
 }
 
 static inline guint32
-mix32(guint32 h)
-{
-    h ^= h >> 16;
-    h *= 0x85EBCA6Bu;
-    h ^= h >> 13;
-    h *= 0xC2B2AE35u;
-    h ^= h >> 16;
-    return h;
-}
-
-static inline guint32
 endpoint_mix(const OtsIpAddr *a, guint16 port)
 {
     guint32 h = port;
     for (guint i = 0; i < 16; i += 4) {
         guint32 x;
         memcpy(&x, a->addr + i, 4);
-        h = mix32(h ^ x);
+        h = ots_fmix32(h ^ x);
     }
     return h;
 }
@@ -367,8 +356,8 @@ endpoint_mix(const OtsIpAddr *a, guint16 port)
 static inline guint
 shard_of(const Worker *w, const OtsPacket *pkt)
 {
-    guint32 h = mix32(endpoint_mix(&pkt->src, pkt->sport) + endpoint_mix(&pkt->dst, pkt->dport) +
-                      pkt->l4_proto);
+    guint32 h = ots_fmix32(endpoint_mix(&pkt->src, pkt->sport) +
+                           endpoint_mix(&pkt->dst, pkt->dport) + pkt->l4_proto);
     return (guint)(((guint64)h * w->n_shards) >> 32);
 }
 

@@ -43,18 +43,6 @@ rotl32(guint32 x, int r)
     return (x << r) | (x >> (32 - r));
 }
 
-/* MurmurHash3's finaliser: full avalanche in a few operations. */
-static inline guint32
-fmix32(guint32 h)
-{
-    h ^= h >> 16;
-    h *= 0x85ebca6bu;
-    h ^= h >> 13;
-    h *= 0xc2b2ae35u;
-    h ^= h >> 16;
-    return h;
-}
-
 static inline guint
 addr_len(const OtsIpAddr *a)
 {
@@ -78,7 +66,7 @@ endpoint_hash(const OtsIpAddr *a, guint16 port, guint32 seed)
         h ^= w[i];
         h = rotl32(h * 0xcc9e2d51u, 15) * 0x1b873593u;
     }
-    return fmix32(h);
+    return ots_fmix32(h);
 }
 
 /* Symmetric: both directions of a flow hash alike. */
@@ -87,7 +75,7 @@ flow_hash(const OtsFlowTable *t, const OtsIpAddr *a, guint16 pa, const OtsIpAddr
           guint8 proto)
 {
     guint32 h = endpoint_hash(a, pa, t->seed) + endpoint_hash(b, pb, t->seed);
-    return fmix32(h ^ (proto * 0x9e3779b1u));
+    return ots_fmix32(h ^ (proto * 0x9e3779b1u));
 }
 
 static inline gboolean

@@ -24,6 +24,18 @@ typedef enum {
 
 typedef struct _OtsFlow OtsFlow;
 
+/* MurmurHash3's finaliser: full avalanche in a few operations. */
+static inline guint32
+ots_fmix32(guint32 h)
+{
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
+    return h;
+}
+
 struct _OtsFlow {
     /* Oriented: [0] is the client, [1] the server (OtsDirection indexes:
      * packets in OTS_DIR_TO_SERVER go from ip[0]:port[0] to ip[1]:port[1]). */

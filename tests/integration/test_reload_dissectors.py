@@ -11,7 +11,6 @@ while the sensor keeps running; a reload that names an unknown dissector is
 refused with file:line and changes nothing. Needs root (live capture)."""
 import json
 import os
-import signal
 import socket
 import struct
 import subprocess
@@ -22,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from otstest import *  # noqa: F401,F403
-from uplinklab import free_port, wait_for  # noqa: E402
+from uplinklab import free_port, stop, wait_for  # noqa: E402
 
 OTSENSORCTL = os.environ.get("OTSENSORCTL", os.path.join(os.path.dirname(OTSENSORD), "otsensorctl"))
 PEER = os.path.join(os.path.dirname(__file__), "modbus_peer.py")
@@ -167,13 +166,8 @@ control: {{ socket = "{sock}"; }};
         st = json.loads(ctl("stats", "--json").stdout or "{}")
         check(st != {}, "stats answers after the reloads")
     finally:
-        sensor.send_signal(signal.SIGTERM)
-        try:
-            _, err = sensor.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            sensor.kill()
-            _, err = sensor.communicate()
-    check(sensor.returncode == 0, f"sensor exit {sensor.returncode}: {err[-1500:]}")
+        rc, err = stop(sensor)
+    check(rc == 0, f"sensor exit {rc}: {err[-1500:]}")
     ev = events()
     seqs = [e["seq"] for e in ev]
     check(seqs == list(range(1, len(seqs) + 1)), "seq 1..N without a gap across the reloads")
