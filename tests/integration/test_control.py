@@ -158,6 +158,11 @@ control: {{ socket = "{sock}"; group = "{group}"; }};
     broken = [(good + "flows: { max_flows = 0; };\n", "flows.max_flows"),
               (good.replace("backoff_min_ms = 100;", "backoff_min_ms = 100; gzip = 7;"), "uplink.gzip"),
               (good.replace(f'group = "{group}";', f'group = "{group}"; bogus = 1;'), "control.bogus"),
+              (good.replace("backoff_min_ms = 100;", 'backoff_min_ms = "fast";'), "uplink.backoff_min_ms"),
+              (good.replace('transport = "direct";', 'transport = "drect";'), "output.transport"),
+              (good + "dissectors: { modbuss: { enabled = false; }; };\n", "dissectors.modbuss"),
+              (good.replace('  direct: {{ address = "127.0.0.1"; port = {coll.port}; }};\n'.format(coll=coll), ""),
+               "transport 'direct' has no group in transports"),
               (good + "this is not libconfig\n", "")]
     for text, what in broken:
         extra = what or "syntax"
