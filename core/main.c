@@ -87,6 +87,7 @@ flush_out(Daemon *d)
     d->out.len = 0;
 }
 
+/* Takes the events of @batch (borrowed: the pipeline reuses its buffer). */
 static void
 on_batch(OtsEventBatch *batch, gpointer user)
 {
@@ -104,7 +105,6 @@ on_batch(OtsEventBatch *batch, gpointer user)
             d->events[rec->type]++;
         }
         d->out.len = 0;
-        ots_event_batch_free(batch);
         ots_spool_sync(d->spool);
         ots_uplink_notify(d->uplink);
         return;
@@ -115,13 +115,13 @@ on_batch(OtsEventBatch *batch, gpointer user)
         if (d->out.len >= OUT_CHUNK)
             flush_out(d);
     }
-    ots_event_batch_free(batch);
 }
 
 static void
 sensor_batch(OtsEventBatch *batch, gpointer user)
 {
     on_batch(batch, user);
+    ots_event_batch_free(batch);
 }
 
 /* The `sensor` health event: capture and drop counters, queue drops,

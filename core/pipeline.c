@@ -107,6 +107,10 @@ struct _OtsPipeline {
     GMutex lock;
     GCond not_full;
     GQueue queue;
+    /* Batches the main thread is done with, for the shards to fill again
+     * (under @lock): fresh 68 KiB buffers from another thread's arena cost
+     * page faults and zeroing, measured at ~20 % of the run time. */
+    GPtrArray *spare;
     guint queued_batches;
     gboolean wake_pending; /* the eventfd was written, the queue not yet found empty */
     int wake_fd;
@@ -194,6 +198,37 @@ queue_push(OtsPipeline *p, Shard *sh, OtsEventBatch *batch)
         while (write(p->wake_fd, &one, sizeof(one)) < 0 && errno == EINTR)
             ;
     }
+}
+
+#define MAX_SPARE_BATCHES 64
+
+static OtsEventBatch *
+batch_alloc(gsize cap, gpointer user)
+{
+    Shard *sh = user;
+    OtsPipeline *p = sh->src->p;
+    OtsEventBatch *b = NULL;
+    g_mutex_lock(&p->lock);
+    if (p->spare->len)
+        b = g_ptr_array_steal_index_fast(p->spare, p->spare->len - 1);
+    g_mutex_unlock(&p->lock);
+    if (!b)
+        return ots_event_batch_new(cap);
+    ots_event_batch_reset(b);
+    ots_buf_reserve(&b->buf, cap);
+    return b;
+}
+
+static void
+batch_recycle(OtsPipeline *p, OtsEventBatch *b)
+{
+    g_mutex_lock(&p->lock);
+    if (p->spare->len < MAX_SPARE_BATCHES) {
+        g_ptr_array_add(p->spare, b);
+        b = NULL;
+    }
+    g_mutex_unlock(&p->lock);
+    ots_event_batch_free(b);
 }
 
 static void
@@ -530,6 +565,7 @@ on_wake(gint fd, GIOCondition cond, gpointer user)
         g_mutex_unlock(&p->lock);
         if (b) {
             p->on_batch(b, p->user);
+            batch_recycle(p, b);
         } else if (--p->running == 0) {
             p->on_done(p->user);
         }
@@ -553,6 +589,7 @@ ots_pipeline_new(const OtsPipelineConfig *config, OtsDissectRegistry *registry,
     g_mutex_init(&p->lock);
     g_cond_init(&p->not_full);
     g_queue_init(&p->queue);
+    p->spare = g_ptr_array_new_with_free_func((GDestroyNotify)ots_event_batch_free);
     p->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     g_assert(p->wake_fd >= 0);
     p->wake_source = g_unix_fd_add(p->wake_fd, G_IO_IN, on_wake, p);
@@ -567,6 +604,7 @@ shard_new(Worker *w, guint index, guint n)
     sh->src = w;
     sh->index = index;
     ots_event_writer_init(&sh->writer, BATCH_BYTES, batch_ready, sh);
+    ots_event_writer_set_alloc(&sh->writer, batch_alloc, sh);
     sh->registry = ots_dissect_registry_ref(p->registry);
     ots_dissect_context_init(&sh->dctx, sh->registry, &sh->writer, p->config.max_pdu_bytes,
                              p->config.flow_events);
@@ -740,6 +778,7 @@ ots_pipeline_free(OtsPipeline *p)
         g_free(w);
     }
     g_ptr_array_unref(p->workers);
+    g_ptr_array_unref(p->spare);
     ots_dissect_registry_free(p->registry);
     g_source_remove(p->wake_source);
     close(p->wake_fd);

@@ -53,7 +53,8 @@ typedef struct {
     gint64 last_packet_ts;
 } OtsSourceStats;
 
-/* Called on the main thread for every batch, in order per worker. */
+/* Called on the main thread for every batch, in order per shard. The batch
+ * is lent: the pipeline reuses it once the call returns. */
 typedef void (*OtsPipelineBatchFunc)(OtsEventBatch *batch, gpointer user);
 /* Called on the main thread once every worker has finished (offline input
  * exhausted, or stopped) and its last batch was delivered. */

@@ -58,8 +58,14 @@ struct _OtsEvent {
 
 typedef void (*OtsBatchReadyFunc)(OtsEventBatch *batch, gpointer user);
 
+/* Gives the writer an empty batch of at least @cap bytes (a recycled one, or
+ * a new one). */
+typedef OtsEventBatch *(*OtsBatchAllocFunc)(gsize cap, gpointer user);
+
 typedef struct _OtsEventWriter {
     OtsEventBatch *batch;
+    OtsBatchAllocFunc alloc; /* NULL: ots_event_batch_new() */
+    gpointer alloc_user;
     gsize batch_limit; /* hand the batch over once it holds this many bytes */
     OtsBatchReadyFunc ready;
     gpointer ready_user;
@@ -74,6 +80,10 @@ typedef struct _OtsEventWriter {
 void ots_event_writer_init(OtsEventWriter *w, gsize batch_limit, OtsBatchReadyFunc ready,
                            gpointer user);
 void ots_event_writer_clear(OtsEventWriter *w);
+/* Batches come from @alloc from now on (a pool that recycles them). */
+void ots_event_writer_set_alloc(OtsEventWriter *w, OtsBatchAllocFunc alloc, gpointer user);
+/* Empties @b for reuse, keeping its buffer. */
+void ots_event_batch_reset(OtsEventBatch *b);
 /* Hands over the current batch if it holds any event. */
 void ots_event_writer_flush(OtsEventWriter *w);
 

@@ -99,6 +99,14 @@ ots_event_batch_free(OtsEventBatch *b)
     g_free(b);
 }
 
+void
+ots_event_batch_reset(OtsEventBatch *b)
+{
+    b->buf.len = 0;
+    b->n_events = 0;
+    b->created = g_get_monotonic_time();
+}
+
 #define RECORD_ALIGN(n) (((n) + 7) & ~(gsize)7)
 
 gboolean
@@ -123,6 +131,13 @@ ots_event_writer_init(OtsEventWriter *w, gsize batch_limit, OtsBatchReadyFunc re
     w->ready_user = user;
     w->ev.writer = w;
     w->anomaly_counts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+}
+
+void
+ots_event_writer_set_alloc(OtsEventWriter *w, OtsBatchAllocFunc alloc, gpointer user)
+{
+    w->alloc = alloc;
+    w->alloc_user = user;
 }
 
 void
@@ -152,7 +167,8 @@ ots_event_writer_begin(OtsEventWriter *w, OtsEventType type, gint64 ts)
 {
     OtsEvent *e = &w->ev;
     if (!w->batch)
-        w->batch = ots_event_batch_new(w->batch_limit + 4096);
+        w->batch = w->alloc ? w->alloc(w->batch_limit + 4096, w->alloc_user)
+                            : ots_event_batch_new(w->batch_limit + 4096);
     OtsBuf *b = &w->batch->buf;
     if (e->open)
         b->len = e->record_start; /* discard the unfinished one */
