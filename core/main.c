@@ -145,6 +145,7 @@ write_sensor_event(Daemon *d, OtsEventWriter *w, const char *reason)
         ots_event_begin_object(e, NULL);
         ots_event_add_string(e, "source", st.name);
         ots_event_add_bool(e, "live", st.live);
+        ots_event_add_uint(e, "shards", st.shards);
         ots_event_add_uint(e, "packets", st.decode.packets);
         ots_event_add_uint(e, "bytes", st.decode.bytes);
         if (st.live) {

@@ -826,6 +826,7 @@ ots_pipeline_get_stats(OtsPipeline *p, guint i, OtsSourceStats *out)
     *out = w->snap;
     out->name = g_strdup(w->snap.name);
     g_mutex_unlock(&w->snap_lock);
+    out->shards = w->n_shards;
     G_STATIC_ASSERT(sizeof(OtsTcpStats) % sizeof(guint64) == 0);
     G_STATIC_ASSERT(sizeof(OtsDissectStats) % sizeof(guint64) == 0);
     for (guint k = 0; k < w->n_shards; k++) {

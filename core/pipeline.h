@@ -40,6 +40,7 @@ typedef struct {
     char *name;
     gboolean live;
     gboolean finished;
+    guint shards;          /* flow shards (threads) dissecting this source */
     guint64 pcap_received; /* live: kernel counters */
     guint64 pcap_dropped;
     guint64 pcap_ifdropped;

@@ -211,18 +211,19 @@ show_status(JsonObject *r)
     g_print("otsensord %s, up %s s%s%s\n\n", version, up,
             json_object_has_member(r, "site") ? ", site " : "",
             json_object_has_member(r, "site") ? site : "");
-    g_print("%-24s %5s %12s %12s %10s %10s %10s\n", "CAPTURE", "LIVE", "PACKETS", "BYTES",
-            "K-DROPPED", "Q-DROPPED", "FLOWS");
+    g_print("%-24s %5s %6s %12s %12s %10s %10s %10s\n", "CAPTURE", "LIVE", "SHARDS", "PACKETS",
+            "BYTES", "K-DROPPED", "Q-DROPPED", "FLOWS");
     JsonNode *cap = json_object_get_member(r, "capture");
     JsonArray *a = cap && JSON_NODE_HOLDS_ARRAY(cap) ? json_node_get_array(cap) : NULL;
     for (guint i = 0; a && i < json_array_get_length(a); i++) {
         JsonNode *en = json_array_get_element(a, i);
         JsonObject *c = JSON_NODE_HOLDS_OBJECT(en) ? json_node_get_object(en) : NULL;
         g_autofree char *src = member(c, "source"), *live = member(c, "live");
+        g_autofree char *sh = member(c, "shards");
         g_autofree char *pk = member(c, "packets"), *by = member(c, "bytes");
         g_autofree char *kd = member(c, "kernel_dropped"), *qd = member(c, "queue_dropped_events");
         g_autofree char *fl = member(c, "flows_active");
-        g_print("%-24s %5s %12s %12s %10s %10s %10s\n", src, live, pk, by, kd, qd, fl);
+        g_print("%-24s %5s %6s %12s %12s %10s %10s %10s\n", src, live, sh, pk, by, kd, qd, fl);
     }
     g_autofree char *total = member(r, "events_total"), *rate = member(r, "events_per_s");
     g_print("\nevents: %s total, %s/s", total, rate);

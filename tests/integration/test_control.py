@@ -97,7 +97,8 @@ control: {{ socket = "{sock}"; group = "{group}"; }};
     r = ctl("status")
     outputs.append(r.stdout + r.stderr)
     check(r.returncode == 0, f"status: exit 0 ({r.returncode}: {r.stderr})")
-    check("CAPTURE" in r.stdout and re.search(r"^lo\s+yes", r.stdout, re.M), f"status: capture table: {r.stdout}")
+    check("CAPTURE" in r.stdout and re.search(r"^lo\s+yes\s+\d+\s", r.stdout, re.M),
+          f"status: capture table (source, live, shards): {r.stdout}")
     check("uplink: transport direct" in r.stdout, "status: the active transport")
     check("spool:" in r.stdout and "events:" in r.stdout, "status: spool and events lines")
 

@@ -59,6 +59,7 @@ def canon_run(workers, files):
     body = sorted(json.dumps({k: v for k, v in e.items() if k != "seq"}, sort_keys=True)
                   for e in events if e["type"] != "sensor")
     cap = [e for e in events if e["type"] == "sensor"][-1]["capture"][0]
+    check(cap.get("shards") == workers, f"workers={workers}: the sensor event says shards {cap.get('shards')}")
     counters = {k: cap.get(k) for k in ("packets", "tcp", "udp", "flows_created", "flows_ended")}
     return body, counters, s_events(events)
 
