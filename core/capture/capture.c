@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 
 G_DEFINE_QUARK(ots-capture-error-quark, ots_capture_error)
 
@@ -36,6 +37,9 @@ ots_capture_open_file(const char *path, GError **error)
         return NULL;
     }
     setvbuf(fp, NULL, _IOFBF, 1024 * 1024);
+    /* Only the source's reader thread touches this FILE: no stdio lock
+     * around each of those fread()s. */
+    __fsetlocking(fp, FSETLOCKING_BYCALLER);
     pcap_t *p = pcap_fopen_offline_with_tstamp_precision(fp, PCAP_TSTAMP_PRECISION_MICRO, errbuf);
     if (!p) {
         if (fp != stdin)
