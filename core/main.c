@@ -167,6 +167,8 @@ write_sensor_event(Daemon *d, OtsEventWriter *w, const char *reason)
         ots_event_add_uint(e, "flows_evicted", st.flows.evicted);
         ots_event_add_uint(e, "tcp_gaps", st.tcp.gaps);
         ots_event_add_uint(e, "pdu_overflow", st.dissect.pending_overflow);
+        ots_event_add_uint(e, "memory_used", st.dissect.mem_used);
+        ots_event_add_uint(e, "memcap_refused", st.dissect.memcap_refused);
         ots_event_end_object(e);
         queue_dropped += st.queue_dropped_events;
         ots_source_stats_clear(&st);
@@ -1664,6 +1666,7 @@ main(int argc, char **argv)
         .flow_events = TRUE,
         .queue_batches = (guint)get_int(root, "capture.event_queue_batches"),
         .workers = (guint)get_int(root, "capture.workers"),
+        .memcap = (gsize)get_int(root, "flows.memcap_mb") * 1024 * 1024,
     };
     ots_settings_get_bool(root, "flows.flow_events", &pc.flow_events);
     d.pipeline = ots_pipeline_new(&pc, registry, on_batch, on_done, &d);

@@ -608,6 +608,8 @@ shard_new(Worker *w, guint index, guint n)
     sh->registry = ots_dissect_registry_ref(p->registry);
     ots_dissect_context_init(&sh->dctx, sh->registry, &sh->writer, p->config.max_pdu_bytes,
                              p->config.flow_events);
+    /* Every source's shards share the cap alike. */
+    sh->dctx.mem_cap = p->config.memcap / MAX(1u, p->workers->len * n);
     OtsFlowConfig fc = {
         .max_flows = MAX(1u, p->config.max_flows / n),
         .tcp_idle_timeout = p->config.tcp_idle_timeout,

@@ -33,6 +33,7 @@ typedef struct {
     gboolean flow_events;
     guint queue_batches;
     guint workers; /* flow shards per source; 0: the processors shared among the sources */
+    gsize memcap;  /* bytes all flows may hold (reassembly, PDUs, dissector state); 0: none */
 } OtsPipelineConfig;
 
 /* A snapshot of one source's counters, safe to read from the main thread. */

@@ -114,6 +114,12 @@ static const OtsSettingSpec flows_spec[] = {
      .min = 256,
      .max = 16777216,
      .help = "bytes kept for an incomplete PDU per direction"},
+    {.name = "memcap_mb",
+     .type = OTS_SETTING_INT,
+     .min = 16,
+     .max = 1048576,
+     .help = "MiB all flows together may hold: out-of-order TCP data, incomplete PDUs, "
+             "dissector state"},
     {.name = "flow_events", .type = OTS_SETTING_BOOL, .help = "emit a flow event at flow end"},
     {NULL},
 };
@@ -353,6 +359,7 @@ const char ots_config_default_text[] = "sensor: {\n"
                                        "  udp_idle_timeout = 120;\n"
                                        "  max_ooo_bytes = 262144;\n"
                                        "  max_pdu_bytes = 65536;\n"
+                                       "  memcap_mb = 512;\n"
                                        "  flow_events = true;\n"
                                        "};\n"
                                        "plugins: {\n"

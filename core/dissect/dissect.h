@@ -54,6 +54,8 @@ typedef struct {
     guint64 pending_overflow;/* incomplete PDUs larger than max_pdu_bytes, dropped */
     guint64 flows_bound;     /* flows handed to a dissector */
     guint64 flows_heuristic; /* of those, found by a probe */
+    guint64 memcap_refused;  /* bytes not kept because flows.memcap_mb was reached */
+    guint64 mem_used;        /* bytes held now: reassembly, pending PDUs, dissector state */
 } OtsDissectStats;
 
 typedef struct {
@@ -61,6 +63,10 @@ typedef struct {
     OtsEventWriter *writer;
     gsize max_pdu;
     gboolean flow_events;
+    /* What every flow of this thread may hold at once (flows.memcap_mb
+     * divided among the shards): out-of-order TCP segments, incomplete PDUs
+     * and what dissectors charge through ots_session_charge(). 0: no cap. */
+    gsize mem_cap;
     OtsTcpStats tcp;
     OtsDissectStats stats;
 } OtsDissectContext;

@@ -88,6 +88,30 @@ ots_harness_new(const OtsDissectorInfo *info, OtsL4Proto l4, guint16 server_port
 }
 
 void
+ots_harness_set_memcap(OtsHarness *h, gsize bytes)
+{
+    h->ctx.mem_cap = bytes;
+}
+
+OtsSession *
+ots_harness_session(OtsHarness *h)
+{
+    return h->session;
+}
+
+gsize
+ots_harness_mem_used(OtsHarness *h)
+{
+    return h->ctx.stats.mem_used;
+}
+
+guint64
+ots_harness_memcap_refused(OtsHarness *h)
+{
+    return h->ctx.stats.memcap_refused;
+}
+
+void
 ots_harness_free(OtsHarness *h)
 {
     if (!h)

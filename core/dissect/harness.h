@@ -21,6 +21,13 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(OtsHarness, ots_harness_free)
 
 /* Packet time for what follows (µs since the epoch); default 1700000000 s. */
 void ots_harness_set_time(OtsHarness *h, gint64 ts);
+/* The memory budget of the harness's thread (flows.memcap_mb; 0: none), and
+ * what is charged to it now. */
+void ots_harness_set_memcap(OtsHarness *h, gsize bytes);
+OtsSession *ots_harness_session(OtsHarness *h);
+gsize ots_harness_mem_used(OtsHarness *h);
+/* Bytes refused because the budget was spent. */
+guint64 ots_harness_memcap_refused(OtsHarness *h);
 
 /* TCP: appends @data to the direction's stream and lets the dissector parse;
  * UDP: one datagram. Returns the last parse result. */

@@ -27,7 +27,61 @@ struct _OtsSession {
     OtsBuf pending[2];
     SessionStrings *strings;
     guint64 gaps;
+    gsize charged; /* bytes counted in ctx->stats.mem_used for this session */
 };
+
+/* The thread's memory budget (OtsDissectContext.mem_cap). */
+static gboolean
+budget_charge(OtsSession *s, gsize bytes)
+{
+    OtsDissectContext *ctx = s->ctx;
+    if (ctx->mem_cap && ctx->stats.mem_used + bytes > ctx->mem_cap) {
+        ctx->stats.memcap_refused += bytes;
+        return FALSE;
+    }
+    ctx->stats.mem_used += bytes;
+    s->charged += bytes;
+    return TRUE;
+}
+
+static void
+budget_refund(OtsSession *s, gsize bytes)
+{
+    bytes = MIN(bytes, s->charged);
+    s->charged -= bytes;
+    s->ctx->stats.mem_used -= bytes;
+}
+
+/**
+ * ots_session_charge:
+ * @s: the session
+ * @bytes: what the dissector is about to keep (a pending request, a
+ *   reassembly buffer)
+ *
+ * Charges @bytes to the budget every flow of this thread shares
+ * (flows.memcap_mb). Returns FALSE, and counts it, when that budget is
+ * spent: the dissector must not keep the state (report what it has now, or
+ * let its oldest state go and try again). What a session still holds is
+ * refunded when its flow ends.
+ */
+gboolean
+ots_session_charge(OtsSession *s, gsize bytes)
+{
+    g_return_val_if_fail(s != NULL, FALSE);
+    return budget_charge(s, bytes);
+}
+
+/**
+ * ots_session_refund:
+ * @s: the session
+ * @bytes: what the dissector charged and has now freed
+ */
+void
+ots_session_refund(OtsSession *s, gsize bytes)
+{
+    g_return_if_fail(s != NULL);
+    budget_refund(s, bytes);
+}
 
 void
 ots_dissect_context_init(OtsDissectContext *ctx, const OtsDissectRegistry *registry,
@@ -268,6 +322,28 @@ run_parse(OtsSession *s, OtsDirection dir, OtsReader *r)
     return res;
 }
 
+/* Charges what @p grew by since it had @cap_before bytes. */
+static void
+pending_grew(OtsSession *s, const OtsBuf *p, gsize cap_before)
+{
+    if (p->cap > cap_before) {
+        s->ctx->stats.mem_used += p->cap - cap_before;
+        s->charged += p->cap - cap_before;
+    }
+}
+
+/* An empty pending buffer that grew large is given back (a flow that once
+ * carried a big PDU does not hold max_pdu bytes for the rest of its life). */
+static void
+pending_done(OtsSession *s, OtsBuf *p)
+{
+    p->len = 0;
+    if (p->cap > 4096) {
+        budget_refund(s, p->cap);
+        ots_buf_clear(p);
+    }
+}
+
 static void
 keep_pending(OtsSession *s, OtsDirection dir, const guint8 *rest, gsize n)
 {
@@ -280,11 +356,24 @@ keep_pending(OtsSession *s, OtsDirection dir, const guint8 *rest, gsize n)
         call_gap(s, dir, (guint32)MIN(n, G_MAXUINT32));
         return;
     }
-    if (p->len && rest >= p->data && rest < p->data + p->len) {
+    gboolean in_place = p->len && rest >= p->data && rest < p->data + p->len;
+    if (!in_place && n > p->cap && s->ctx->mem_cap &&
+        s->ctx->stats.mem_used + (n - p->cap) > s->ctx->mem_cap) {
+        /* The thread's budget is spent: skip, as for a PDU too large. */
+        s->ctx->stats.memcap_refused += n;
+        ots_session_anomaly(s, dir, "memcap",
+                            "flows.memcap_mb reached: an incomplete PDU was not kept; bytes "
+                            "skipped");
+        call_gap(s, dir, (guint32)MIN(n, G_MAXUINT32));
+        return;
+    }
+    if (in_place) {
         ots_buf_consume(p, (gsize)(rest - p->data));
     } else {
+        gsize cap = p->cap;
         p->len = 0;
         ots_buf_append(p, rest, n);
+        pending_grew(s, p, cap);
     }
 }
 
@@ -303,7 +392,9 @@ ots_session_stream_data(OtsSession *s, OtsDirection dir, const guint8 *data, gsi
     gsize buf_len = len;
     if (p->len) {
         /* pending holds at most max_pdu bytes (keep_pending bounds it) */
+        gsize cap = p->cap;
         ots_buf_append(p, data, len);
+        pending_grew(s, p, cap);
         buf = p->data;
         buf_len = p->len;
     }
@@ -315,7 +406,7 @@ ots_session_stream_data(OtsSession *s, OtsDirection dir, const guint8 *data, gsi
         if (rest)
             keep_pending(s, dir, buf + (buf_len - rest), rest);
         else
-            p->len = 0;
+            pending_done(s, p);
         break;
     case OTS_PARSE_MALFORMED:
         /* The dissector raised its anomaly; drop what is buffered and let it
@@ -323,7 +414,7 @@ ots_session_stream_data(OtsSession *s, OtsDirection dir, const guint8 *data, gsi
         call_gap(s, dir, 0);
         break;
     default:
-        p->len = 0;
+        pending_done(s, p);
         break;
     }
     return res;
@@ -402,6 +493,7 @@ ots_session_free(OtsSession *s)
     if (!s)
         return;
     ots_session_finish(s);
+    budget_refund(s, s->charged); /* pending buffers and what the dissector left charged */
     ots_buf_clear(&s->pending[0]);
     ots_buf_clear(&s->pending[1]);
     g_free(s->strings);
@@ -473,8 +565,25 @@ ots_dissect_packet(OtsDissectContext *ctx, OtsFlow *flow, OtsDirection dir, cons
 
     if (flow->l4_proto == OTS_L4_TCP) {
         SinkCtx c = {s, dir};
-        ots_tcp_stream_add(&flow->stream[dir], pkt->tcp_seq, pkt->tcp_flags, pkt->payload,
-                           pkt->payload_len, max_ooo, &tcp_sink, &c, &ctx->tcp);
+        OtsTcpStream *st = &flow->stream[dir];
+        guint32 held = st->ooo_bytes;
+        guint32 bound = max_ooo;
+        if (ctx->mem_cap) {
+            /* Out-of-order bytes may grow only by what the budget has left;
+             * past it the stream stops waiting for the hole (a gap). */
+            gsize left = ctx->mem_cap > ctx->stats.mem_used ? ctx->mem_cap - ctx->stats.mem_used : 0;
+            if ((guint64)held + left < bound)
+                bound = (guint32)(held + left);
+        }
+        guint64 gaps = ctx->tcp.gaps;
+        ots_tcp_stream_add(st, pkt->tcp_seq, pkt->tcp_flags, pkt->payload, pkt->payload_len,
+                           bound, &tcp_sink, &c, &ctx->tcp);
+        if (bound < max_ooo && ctx->tcp.gaps > gaps)
+            ctx->stats.memcap_refused += pkt->payload_len;
+        /* The streams' out-of-order bytes are counted as the flow's own, not
+         * a session's: they are refunded when the flow ends. */
+        ctx->stats.mem_used += st->ooo_bytes;
+        ctx->stats.mem_used -= held;
     } else if (pkt->payload_len) {
         ots_session_datagram(s, dir, pkt->payload, pkt->payload_len);
     }
@@ -521,6 +630,8 @@ ots_dissect_flow_end(OtsFlow *flow, OtsFlowEndReason reason, gpointer user)
     if (!s)
         s = flow->app = ots_session_new(ctx, flow);
     s->now = flow->last_ts;
+    if (flow->l4_proto == OTS_L4_TCP) /* the flow table frees the segments next */
+        ctx->stats.mem_used -= flow->stream[0].ooo_bytes + flow->stream[1].ooo_bytes;
     if (s->info && flow->l4_proto == OTS_L4_TCP) {
         for (int d = 0; d < 2; d++) {
             SinkCtx c = {s, (OtsDirection)d};

@@ -116,4 +116,14 @@ guint16 ots_session_get_client_port(OtsSession *s);
  * buffers (fragments, segmented messages). */
 gsize ots_session_get_max_pdu(OtsSession *s);
 
+/* Since ABI 1.2. State a dissector keeps beyond its per-flow struct
+ * (requests waiting for their response, reassembly buffers) is charged to a
+ * budget that every flow of the thread shares (config flows.memcap_mb), so
+ * that many flows cannot add up to unbounded memory. Charge before keeping;
+ * FALSE means the budget is spent (counted by the core): do not keep it —
+ * report what you have now, or let your oldest state go and try again.
+ * Refund what you free; what a flow still holds is refunded when it ends. */
+gboolean ots_session_charge(OtsSession *s, gsize bytes);
+void ots_session_refund(OtsSession *s, gsize bytes);
+
 G_END_DECLS

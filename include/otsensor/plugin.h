@@ -21,8 +21,9 @@
 G_BEGIN_DECLS
 
 #define OTS_ABI_MAJOR 1
-/* 1.1: OtsTransportInfo.status and .set_reconnect_func */
-#define OTS_ABI_MINOR 1
+/* 1.1: OtsTransportInfo.status and .set_reconnect_func
+ * 1.2: ots_session_charge() / ots_session_refund() (the memory budget) */
+#define OTS_ABI_MINOR 2
 
 /* Kept for the names STYLE.md uses; the whole SDK shares one ABI version. */
 #define OTS_DISSECTOR_ABI_MAJOR OTS_ABI_MAJOR

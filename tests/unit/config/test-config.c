@@ -787,7 +787,7 @@ test_fallback_partial_file(void)
     CU_ASSERT_PTR_NOT_NULL(ots_settings_get_group(root, "dissectors.modbus"));
     /* Keys of a group: the file's, then the defaults'. */
     g_autoptr(GPtrArray) keys = ots_settings_get_keys(flows);
-    CU_ASSERT_EQUAL(keys->len, 6);
+    CU_ASSERT_EQUAL(keys->len, 7);
     CU_ASSERT_STRING_EQUAL(g_ptr_array_index(keys, 0), "max_flows");
     /* Locations. */
     CU_ASSERT_TRUE(g_str_has_suffix(ots_settings_get_location(flows, "max_flows"), ":3"));

@@ -310,6 +310,122 @@ test_registry_swap(void)
     ots_dissect_registry_free(r4);
 }
 
+/* flows.memcap_mb: an incomplete PDU that the thread's budget cannot hold
+ * is skipped (anomaly "memcap", a gap), one it can is kept and charged, and
+ * what a session holds goes back when it ends. */
+static void
+test_memcap_pending(void)
+{
+    g_autoptr(GBytes) big = pdu(3000, 1);
+    const guint8 *d = g_bytes_get_data(big, NULL);
+    {
+        g_autoptr(OtsHarness) h = ots_harness_new(&toy_info, OTS_L4_TCP, 7777);
+        ots_harness_set_memcap(h, 1024);
+        CU_ASSERT_EQUAL(ots_harness_feed(h, OTS_DIR_TO_SERVER, d, 2000), OTS_PARSE_NEED_MORE);
+        CU_ASSERT_EQUAL(ots_harness_count(h, "alert"), 1);
+        gint i = ots_harness_find(h, "alert", 0);
+        CU_ASSERT_TRUE(i >= 0 && ots_harness_field_is(h, i, "code", "\"memcap\""));
+        CU_ASSERT_EQUAL(ots_harness_memcap_refused(h), 2000);
+        CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+        CU_ASSERT_EQUAL(((Toy *)ots_session_get_state(ots_harness_session(h)))->gaps[0], 1);
+    }
+    {
+        g_autoptr(GBytes) bigger = pdu(6000, 1);
+        const guint8 *b = g_bytes_get_data(bigger, NULL);
+        g_autoptr(OtsHarness) h = ots_harness_new(&toy_info, OTS_L4_TCP, 7777);
+        ots_harness_set_memcap(h, 1 << 20);
+        CU_ASSERT_EQUAL(ots_harness_feed(h, OTS_DIR_TO_SERVER, b, 4000), OTS_PARSE_NEED_MORE);
+        CU_ASSERT_TRUE(ots_harness_mem_used(h) >= 4000);
+        CU_ASSERT_EQUAL(ots_harness_feed(h, OTS_DIR_TO_SERVER, b + 4000, 2005), OTS_PARSE_OK);
+        CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 1);
+        CU_ASSERT_EQUAL(ots_harness_count(h, "alert"), 0);
+        /* A buffer over 4 KiB is given back once its PDU is done. */
+        CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+    }
+}
+
+/* Out-of-order TCP data counts against the budget too: with room it is
+ * buffered and charged (and refunded at flow end); without, the stream
+ * stops waiting for the hole at once. */
+static void
+feed_tcp(OtsFlowTable *ft, OtsDissectContext *ctx, guint32 seq, guint8 flags, const guint8 *data,
+         guint32 len, gint64 ts)
+{
+    OtsPacket pkt = {.ts = ts, .ip_version = 4, .l4_proto = 6, .sport = 40000, .dport = 7777,
+                     .tcp_seq = seq, .tcp_flags = flags, .payload = data, .payload_len = len};
+    pkt.src.family = pkt.dst.family = 4;
+    pkt.src.addr[0] = pkt.dst.addr[0] = 127;
+    pkt.src.addr[3] = 1;
+    pkt.dst.addr[3] = 2;
+    pkt.wire_len = pkt.cap_len = 64 + len;
+    OtsDirection dir;
+    gboolean created;
+    OtsFlow *f = ots_flow_table_lookup(ft, &pkt, &dir, &created);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    ots_dissect_packet(ctx, f, dir, &pkt, 65536);
+}
+
+static void
+test_memcap_ooo(void)
+{
+    static guint8 data[1500];
+    for (gsize cap = 0; cap <= 1000; cap += 1000) {
+        OtsEventWriter w;
+        ots_event_writer_init(&w, 1, count_batch, NULL);
+        OtsDissectRegistry *r = ots_dissect_registry_new();
+        GArray *tcp = g_array_new(FALSE, FALSE, sizeof(guint16));
+        guint16 port = 7777;
+        g_array_append_val(tcp, port);
+        ots_dissect_registry_add(r, &toy_info, TRUE, FALSE, tcp, NULL, NULL);
+        g_array_unref(tcp);
+        OtsDissectContext ctx;
+        ots_dissect_context_init(&ctx, r, &w, 65536, FALSE);
+        ctx.mem_cap = cap;
+        OtsFlowConfig fc = {.max_flows = 4, .tcp_idle_timeout = 600 * G_USEC_PER_SEC,
+                            .udp_idle_timeout = 600 * G_USEC_PER_SEC,
+                            .server_port = ots_dissect_is_server_port,
+                            .on_end = ots_dissect_flow_end, .user = &ctx};
+        OtsFlowTable *ft = ots_flow_table_new(&fc);
+        gint64 t = G_GINT64_CONSTANT(1700000000) * G_USEC_PER_SEC;
+        feed_tcp(ft, &ctx, 1000, OTS_TCP_SYN, NULL, 0, t++);
+        /* 1500 bytes 2000 past the next expected byte: a hole before them. */
+        feed_tcp(ft, &ctx, 3001, OTS_TCP_ACK, data, sizeof(data), t++);
+        if (cap == 0) {
+            CU_ASSERT_TRUE(ctx.stats.mem_used >= sizeof(data));
+            CU_ASSERT_EQUAL(ctx.tcp.gaps, 0);
+            CU_ASSERT_EQUAL(ctx.stats.memcap_refused, 0);
+        } else {
+            CU_ASSERT_TRUE(ctx.stats.mem_used <= cap);
+            CU_ASSERT_EQUAL(ctx.tcp.gaps, 1);
+            CU_ASSERT_TRUE(ctx.stats.memcap_refused >= sizeof(data));
+        }
+        ots_flow_table_free(ft);
+        CU_ASSERT_EQUAL(ctx.stats.mem_used, 0);
+        ots_event_writer_flush(&w);
+        ots_event_writer_clear(&w);
+        ots_dissect_registry_free(r);
+    }
+}
+
+/* ots_session_charge()/ots_session_refund(): the SDK side of the budget. */
+static void
+test_memcap_charge(void)
+{
+    g_autoptr(OtsHarness) h = ots_harness_new(&toy_info, OTS_L4_TCP, 7777);
+    OtsSession *s = ots_harness_session(h);
+    ots_harness_set_memcap(h, 1000);
+    CU_ASSERT_TRUE(ots_session_charge(s, 600));
+    CU_ASSERT_FALSE(ots_session_charge(s, 600));
+    CU_ASSERT_EQUAL(ots_harness_memcap_refused(h), 600);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 600);
+    ots_session_refund(s, 200);
+    CU_ASSERT_TRUE(ots_session_charge(s, 600));
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 1000);
+    /* A refund never takes back more than the session was charged. */
+    ots_session_refund(s, 5000);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+}
+
 static CU_TestInfo dissect_tests[] = {
     {"PDUs split and batched", test_split_and_multi},
     {"malformed, gap, state freed once", test_malformed_and_gap},
@@ -317,6 +433,9 @@ static CU_TestInfo dissect_tests[] = {
     {"asset event", test_asset},
     {"udp datagrams", test_udp},
     {"a reload's registry on live flows", test_registry_swap},
+    {"memcap: incomplete PDUs", test_memcap_pending},
+    {"memcap: charge and refund", test_memcap_charge},
+    {"memcap: out-of-order TCP data", test_memcap_ooo},
     CU_TEST_INFO_NULL,
 };
 
