@@ -986,12 +986,27 @@ emit_assets(OtsSession *s, Iec104State *st, OtsDirection dir, const AsduHead *h,
 
 /* ---- pairing ----------------------------------------------------------- */
 
+/* What a kept activation is charged to flows.memcap_mb: its whole allocation. */
+static gsize
+pending_cost(const Pending *p)
+{
+    return sizeof(Pending) + p->len;
+}
+
+/* Frees an activation that was kept (and so charged); @p is unlinked. */
+static void
+pending_free(OtsSession *s, Pending *p)
+{
+    ots_session_refund(s, pending_cost(p));
+    g_free(p);
+}
+
 static void
 pending_unanswered(OtsSession *s, Iec104State *st, Pending *p)
 {
     g_queue_unlink(&st->pending, &p->link);
     emit_transaction(s, p->dir, p->apdu, p->len, p->ts, NULL, 0, OTS_TX_UNANSWERED);
-    g_free(p);
+    pending_free(s, p);
 }
 
 static void
@@ -1062,7 +1077,20 @@ handle_i_frame(OtsSession *s, Iec104State *st, OtsDirection dir, const guint8 *a
         p->ioa = h.have_ioa ? h.ioa : 0;
         p->len = (guint8)len;
         memcpy(p->apdu, apdu, len);
-        g_queue_push_tail_link(&st->pending, &p->link);
+        /* Past the thread's memory budget: the oldest activation goes as
+         * when the table is full, and if that is not enough this one is
+         * reported now, unanswered, rather than lost. */
+        gboolean kept = ots_session_charge(s, pending_cost(p));
+        if (!kept && st->pending.head) {
+            pending_unanswered(s, st, st->pending.head->data);
+            kept = ots_session_charge(s, pending_cost(p));
+        }
+        if (kept) {
+            g_queue_push_tail_link(&st->pending, &p->link);
+        } else {
+            emit_transaction(s, dir, p->apdu, p->len, p->ts, NULL, 0, OTS_TX_UNANSWERED);
+            g_free(p);
+        }
         emit_assets(s, st, dir, &h, apdu, len);
         return;
     }
@@ -1081,7 +1109,7 @@ handle_i_frame(OtsSession *s, Iec104State *st, OtsDirection dir, const guint8 *a
         gboolean negative = h.negative || h.cot >= COT_UNKNOWN_TYPE;
         emit_transaction(s, p->dir, p->apdu, p->len, p->ts, apdu, len,
                          negative ? OTS_TX_EXCEPTION : OTS_TX_OK);
-        g_free(p);
+        pending_free(s, p);
         return;
     }
     if (h.ok && is_response(&h)) {
@@ -1304,6 +1332,8 @@ iec104_state_new(OtsSession *s)
     return st;
 }
 
+/* flow_end() has drained and refunded the queue; whatever is left was
+ * charged to the flow and the core refunds it when the flow goes. */
 static void
 iec104_state_free(gpointer state)
 {

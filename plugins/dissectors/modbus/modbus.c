@@ -1123,12 +1123,27 @@ emit_transaction(OtsSession *s, guint16 tid, guint8 unit, const Pending *p, cons
 
 /* ---- pairing ----------------------------------------------------------- */
 
+/* What a kept request is charged to flows.memcap_mb: its whole allocation. */
+static gsize
+pending_cost(const Pending *p)
+{
+    return sizeof(Pending) + p->len;
+}
+
+/* Frees a request that was kept (and so charged); @p is unlinked. */
+static void
+pending_free(OtsSession *s, Pending *p)
+{
+    ots_session_refund(s, pending_cost(p));
+    g_free(p);
+}
+
 static void
 pending_unanswered(OtsSession *s, ModbusState *st, Pending *p)
 {
     g_queue_unlink(&st->pending, &p->link);
     emit_transaction(s, p->tid, p->unit, p, NULL, 0);
-    g_free(p);
+    pending_free(s, p);
 }
 
 static Pending *
@@ -1169,6 +1184,20 @@ handle_request(OtsSession *s, ModbusState *st, guint16 tid, guint8 unit, OtsRead
     p->unit = unit;
     p->len = (guint8)pdu->len;
     memcpy(p->pdu, pdu->data, pdu->len);
+
+    /* Past the thread's memory budget: the oldest request goes as when the
+     * table is full, and if that is not enough this one is reported now,
+     * unanswered, rather than lost. */
+    gboolean kept = ots_session_charge(s, pending_cost(p));
+    if (!kept && st->pending.head) {
+        pending_unanswered(s, st, st->pending.head->data);
+        kept = ots_session_charge(s, pending_cost(p));
+    }
+    if (!kept) {
+        emit_transaction(s, tid, unit, p, NULL, 0);
+        g_free(p);
+        return;
+    }
     g_queue_push_tail_link(&st->pending, &p->link);
 }
 
@@ -1200,7 +1229,8 @@ handle_response(OtsSession *s, ModbusState *st, guint16 tid, guint8 unit, OtsRea
     }
 
     emit_transaction(s, tid, unit, p, pdu->data, pdu->len);
-    g_free(p);
+    if (p)
+        pending_free(s, p);
 }
 
 /* ---- framing ----------------------------------------------------------- */
@@ -1318,6 +1348,8 @@ modbus_state_new(OtsSession *s)
     return st;
 }
 
+/* flow_end() has drained and refunded the queue; whatever is left was
+ * charged to the flow and the core refunds it when the flow goes. */
 static void
 modbus_state_free(gpointer state)
 {

@@ -689,6 +689,198 @@ test_pending_bounded(void)
     check_clean(h);
 }
 
+/* ---- memory budget (flows.memcap_mb) ------------------------------------ */
+
+/* A single command activation (C_SC_NA_1, CA 1) for IOA @ioa, and its
+ * confirmation. */
+#define SC_ACT(ioa) BYTES(45, 1, 6, 0, 1, 0, (guint8)(ioa), (guint8)((ioa) >> 8), 0, 0x01)
+#define SC_CON(ioa) BYTES(45, 1, 7, 0, 1, 0, (guint8)(ioa), (guint8)((ioa) >> 8), 0, 0x01)
+
+/* What one pending single command is charged (no budget set: charges are
+ * still counted). */
+static gsize
+command_cost(void)
+{
+    g_autoptr(OtsHarness) h = harness();
+    send_i(h, CLI, 0, 0, SC_ACT(1));
+    return ots_harness_mem_used(h);
+}
+
+static void
+test_memcap_balanced(void)
+{
+    g_autoptr(OtsHarness) h = harness();
+    ots_harness_set_memcap(h, 1024 * 1024);
+    gsize base = ots_harness_mem_used(h);
+    gsize cost = command_cost();
+    guint16 ns_c = 0, ns_s = 0;
+    CU_ASSERT(cost > 16);
+
+    /* Each activation is charged until its confirmation frees it. */
+    send_i(h, CLI, ns_c++, ns_s, SC_ACT(1));
+    send_i(h, CLI, ns_c++, ns_s, SC_ACT(2));
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base + 2 * cost);
+    send_i(h, SRV, ns_s++, ns_c, SC_CON(2));
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base + cost);
+    /* A negative confirmation frees it too. */
+    send_i(h, SRV, ns_s++, ns_c, BYTES(45, 1, 0x47, 0, 1, 0, 1, 0, 0, 0x01));
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base);
+    /* A read, answered by the object itself. */
+    send_i(h, CLI, ns_c++, ns_s, BYTES(102, 1, 5, 0, 1, 0, 9, 0, 0));
+    CU_ASSERT(ots_harness_mem_used(h) > base);
+    send_i(h, SRV, ns_s++, ns_c, BYTES(1, 1, 5, 0, 1, 0, 9, 0, 0, 0x01));
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base);
+    /* Process data and a confirmation without activation keep nothing. */
+    send_i(h, SRV, ns_s++, ns_c, BYTES(1, 1, 3, 0, 1, 0, 9, 0, 0, 0x00));
+    send_i(h, SRV, ns_s++, ns_c, SC_CON(7));
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 5);
+    /* U frames wait in fixed per-flow slots: nothing is charged. */
+    ots_harness_feed(h, CLI, testfr_act, 6);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base);
+    ots_harness_feed(h, SRV, testfr_con, 6);
+
+    /* Unconfirmed activations expire after 30 s. */
+    send_i(h, CLI, ns_c++, ns_s, SC_ACT(3));
+    send_i(h, CLI, ns_c++, ns_s, SC_ACT(4));
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base + 2 * cost);
+    ots_harness_tick(h, T0 + 40 * G_USEC_PER_SEC);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 8);
+    FIELD(h, tx(h, 7), "status", "\"unanswered\"");
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base);
+
+    /* A full table lets the oldest go, and its charge with it. */
+    for (guint k = 0; k < 256; k++)
+        send_i(h, CLI, ns_c++, ns_s, SC_ACT(100 + k));
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base + 256 * cost);
+    send_i(h, CLI, ns_c++, ns_s, SC_ACT(1000));
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 9);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base + 256 * cost);
+
+    /* Flow end reports the rest and refunds it. */
+    ots_harness_end(h);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 9 + 256);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base);
+    CU_ASSERT_EQUAL(ots_harness_memcap_refused(h), 0);
+    CU_ASSERT_EQUAL(alerts(h, "response_without_request"), 1);
+    CU_ASSERT_EQUAL(ots_harness_invalid_events(h), 0);
+}
+
+static void
+test_memcap_refused(void)
+{
+    gsize cost = command_cost();
+
+    /* No room for any activation: each is reported at once, unanswered. */
+    {
+        g_autoptr(OtsHarness) h = harness();
+        ots_harness_set_memcap(h, 16);
+        send_i(h, CLI, 0, 0, SC_ACT(5));
+        CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 1);
+        gint i = tx(h, 0);
+        FIELD(h, i, "status", "\"unanswered\"");
+        FIELD(h, i, "function_name", "\"C_SC_NA_1\"");
+        FIELD(h, i, "op_class", "\"control\"");
+        FIELD(h, i, "iec104.objects.0.ioa", "5");
+        ABSENT(h, i, "latency_us");
+        /* The sender of commands is still reported as an asset. */
+        CU_ASSERT_EQUAL(ots_harness_count(h, "asset"), 1);
+        send_i(h, CLI, 1, 0, BYTES(100, 1, 6, 0, 1, 0, 0, 0, 0, 20));
+        CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 2);
+        FIELD(h, tx(h, 1), "status", "\"unanswered\"");
+        FIELD(h, tx(h, 1), "function_name", "\"C_IC_NA_1\"");
+        CU_ASSERT_EQUAL(ots_harness_memcap_refused(h), 2 * cost);
+        CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+        /* Its confirmation finds nothing to pair with. */
+        send_i(h, SRV, 0, 2, SC_CON(5));
+        FIELD(h, tx(h, 2), "status", "\"no_request\"");
+        ots_harness_end(h);
+        CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 3);
+        CU_ASSERT_EQUAL(ots_harness_invalid_events(h), 0);
+    }
+
+    /* Room for two: the oldest goes, as when the table is full. */
+    {
+        g_autoptr(OtsHarness) h = harness();
+        ots_harness_set_memcap(h, 2 * cost + cost / 2);
+        send_i(h, CLI, 0, 0, SC_ACT(1));
+        send_i(h, CLI, 1, 0, SC_ACT(2));
+        CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 0);
+        CU_ASSERT_EQUAL(ots_harness_memcap_refused(h), 0);
+        send_i(h, CLI, 2, 0, SC_ACT(3));
+        CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 1);
+        FIELD(h, tx(h, 0), "status", "\"unanswered\"");
+        FIELD(h, tx(h, 0), "iec104.objects.0.ioa", "1");
+        CU_ASSERT_EQUAL(ots_harness_memcap_refused(h), cost);
+        CU_ASSERT_EQUAL(ots_harness_mem_used(h), 2 * cost);
+        send_i(h, SRV, 0, 3, SC_CON(3));
+        send_i(h, SRV, 1, 3, SC_CON(2));
+        FIELD(h, tx(h, 1), "status", "\"ok\"");
+        FIELD(h, tx(h, 1), "iec104.objects.0.ioa", "3");
+        FIELD(h, tx(h, 2), "status", "\"ok\"");
+        FIELD(h, tx(h, 2), "iec104.objects.0.ioa", "2");
+        CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+        ots_harness_end(h);
+        CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 3);
+        check_clean(h);
+    }
+
+    /* An activation larger than what the oldest frees: both are reported. */
+    {
+        g_autoptr(OtsHarness) h = harness();
+        ots_harness_set_memcap(h, cost + 8);
+        /* C_SE_NC_1, 24 float set-points with IOAs 1..24. */
+        guint8 big[6 + 24 * 8] = {50, 24, 6, 0, 1, 0};
+        for (guint k = 0; k < 24; k++)
+            big[6 + 8 * k] = (guint8)(k + 1);
+        send_i(h, CLI, 0, 0, SC_ACT(1));
+        CU_ASSERT_EQUAL(ots_harness_mem_used(h), cost);
+        send_i(h, CLI, 1, 0, big, sizeof(big));
+        CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 2);
+        FIELD(h, tx(h, 0), "status", "\"unanswered\"");
+        FIELD(h, tx(h, 0), "function_name", "\"C_SC_NA_1\"");
+        FIELD(h, tx(h, 1), "status", "\"unanswered\"");
+        FIELD(h, tx(h, 1), "function_name", "\"C_SE_NC_1\"");
+        FIELD(h, tx(h, 1), "iec104.num_objects", "24");
+        CU_ASSERT(ots_harness_memcap_refused(h) > 2 * cost);
+        CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+        /* Small activations fit again. */
+        send_i(h, CLI, 2, 0, SC_ACT(9));
+        CU_ASSERT_EQUAL(ots_harness_mem_used(h), cost);
+        send_i(h, SRV, 0, 3, SC_CON(9));
+        FIELD(h, tx(h, 2), "status", "\"ok\"");
+        CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+        ots_harness_end(h);
+        CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 3);
+        check_clean(h);
+    }
+}
+
+/* Activations, confirmations and expiry under budgets from none to a few. */
+static void
+test_memcap_random(void)
+{
+    g_autoptr(GRand) rnd = g_rand_new_with_seed(0x6d656d63);
+    for (guint round = 0; round < 100; round++) {
+        g_autoptr(OtsHarness) h = harness();
+        ots_harness_set_memcap(h, (gsize)g_rand_int_range(rnd, 1, 400));
+        guint16 ns[2] = {0, 0};
+        for (guint k = 0; k < 60; k++) {
+            guint ioa = (guint)g_rand_int_range(rnd, 0, 8);
+            ots_harness_set_time(h, T0 + (gint64)k * 3 * G_USEC_PER_SEC);
+            OtsDirection d = g_rand_boolean(rnd) ? CLI : SRV;
+            guint16 nr = ns[OTS_DIR_REVERSE(d)];
+            if (d == CLI)
+                send_i(h, d, ns[d]++, nr, SC_ACT(ioa));
+            else
+                send_i(h, d, ns[d]++, nr, SC_CON(ioa));
+        }
+        ots_harness_end(h);
+        CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+        CU_ASSERT_EQUAL(ots_harness_invalid_events(h), 0);
+    }
+}
+
 static void
 test_random_garbage(void)
 {
@@ -743,6 +935,9 @@ static CU_TestInfo iec104_tests[] = {
     {"unanswered at flow end", test_unanswered_at_end},
     {"unanswered after 30 s", test_unanswered_timeout},
     {"pending requests bounded", test_pending_bounded},
+    {"memcap: charges refunded on confirmation, expiry, eviction, end", test_memcap_balanced},
+    {"memcap: activations past the budget reported at once", test_memcap_refused},
+    {"memcap: random activations under tiny budgets", test_memcap_random},
     {"random garbage never crashes", test_random_garbage},
     CU_TEST_INFO_NULL,
 };

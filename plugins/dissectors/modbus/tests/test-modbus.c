@@ -1004,7 +1004,186 @@ test_reused_transaction_id(void)
     check_clean(h);
 }
 
+/* ---- memory budget (flows.memcap_mb) ------------------------------------ */
+
+/* What one pending 5-byte request PDU is charged (no budget set: charges are
+ * still counted). */
+static gsize
+request_cost(void)
+{
+    g_autoptr(OtsHarness) h = harness();
+    send(h, REQ, 1, 1, PDU(0x03, 0x00, 0x01, 0x00, 0x01));
+    return ots_harness_mem_used(h);
+}
+
+static void
+test_memcap_balanced(void)
+{
+    g_autoptr(OtsHarness) h = harness();
+    ots_harness_set_memcap(h, 1024 * 1024);
+    gsize base = ots_harness_mem_used(h);
+    gsize cost = request_cost();
+    CU_ASSERT(cost > 5);
+
+    /* Each request is charged until its response frees it. */
+    send(h, REQ, 1, 1, PDU(0x03, 0x00, 0x01, 0x00, 0x01));
+    send(h, REQ, 2, 1, PDU(0x03, 0x00, 0x02, 0x00, 0x01));
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base + 2 * cost);
+    send(h, RSP, 2, 1, PDU(0x03, 0x02, 0x00, 0x05));
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base + cost);
+    send(h, RSP, 1, 1, PDU(0x03, 0x02, 0x00, 0x06));
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base);
+
+    /* A reused transaction id lets the older request go; an exception
+     * answers the newer. */
+    send(h, REQ, 3, 1, PDU(0x03, 0x00, 0x01, 0x00, 0x01));
+    send(h, REQ, 3, 1, PDU(0x03, 0x00, 0x02, 0x00, 0x01));
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base + cost);
+    send(h, RSP, 3, 1, PDU(0x83, 0x02));
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base);
+    /* A response without its request frees nothing. */
+    send(h, RSP, 9, 1, PDU(0x03, 0x02, 0x00, 0x01));
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 5);
+
+    /* Unanswered requests expire after 30 s. */
+    send(h, REQ, 4, 1, PDU(0x03, 0x00, 0x01, 0x00, 0x01));
+    send(h, REQ, 5, 1, PDU(0x03, 0x00, 0x02, 0x00, 0x01));
+    send(h, REQ, 6, 2, PDU(0x03, 0x00, 0x03, 0x00, 0x01));
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base + 3 * cost);
+    ots_harness_tick(h, T0 + 40 * G_USEC_PER_SEC);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 8);
+    FIELD(h, tx(h, 7), "status", "\"unanswered\"");
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base);
+
+    /* A full table lets the oldest go, and its charge with it. */
+    for (guint k = 0; k < 512; k++)
+        send(h, REQ, (guint16)(100 + k), 1, PDU(0x03, 0x00, 0x01, 0x00, 0x01));
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base + 512 * cost);
+    send(h, REQ, 1000, 1, PDU(0x03, 0x00, 0x01, 0x00, 0x01));
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 9);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base + 512 * cost);
+
+    /* Flow end reports the rest and refunds it. */
+    ots_harness_end(h);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 9 + 512);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base);
+    CU_ASSERT_EQUAL(ots_harness_memcap_refused(h), 0);
+    CU_ASSERT_EQUAL(ots_harness_invalid_events(h), 0);
+}
+
+static void
+test_memcap_refused(void)
+{
+    gsize cost = request_cost();
+
+    /* No room for any request: each is reported at once, unanswered. */
+    {
+        g_autoptr(OtsHarness) h = harness();
+        ots_harness_set_memcap(h, 16);
+        send(h, REQ, 1, 1, PDU(0x05, 0x00, 0x01, 0xff, 0x00));
+        CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 1);
+        gint i = tx(h, 0);
+        FIELD(h, i, "status", "\"unanswered\"");
+        FIELD(h, i, "function", "5");
+        FIELD(h, i, "op_class", "\"write\"");
+        FIELD(h, i, "modbus.transaction_id", "1");
+        FIELD(h, i, "modbus.values", "[true]");
+        ABSENT(h, i, "latency_us");
+        send(h, REQ, 2, 1, PDU(0x03, 0x00, 0x07, 0x00, 0x01));
+        CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 2);
+        FIELD(h, tx(h, 1), "status", "\"unanswered\"");
+        FIELD(h, tx(h, 1), "modbus.transaction_id", "2");
+        FIELD(h, tx(h, 1), "modbus.address", "7");
+        CU_ASSERT_EQUAL(ots_harness_memcap_refused(h), 2 * cost);
+        CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+        /* Its response finds nothing to pair with. */
+        send(h, RSP, 2, 1, PDU(0x03, 0x02, 0x00, 0x01));
+        FIELD(h, tx(h, 2), "status", "\"no_request\"");
+        ots_harness_end(h);
+        CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 3);
+        CU_ASSERT_EQUAL(ots_harness_invalid_events(h), 0);
+    }
+
+    /* Room for two: the oldest goes, as when the table is full. */
+    {
+        g_autoptr(OtsHarness) h = harness();
+        ots_harness_set_memcap(h, 2 * cost + cost / 2);
+        send(h, REQ, 1, 1, PDU(0x03, 0x00, 0x01, 0x00, 0x01));
+        send(h, REQ, 2, 1, PDU(0x03, 0x00, 0x02, 0x00, 0x01));
+        CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 0);
+        CU_ASSERT_EQUAL(ots_harness_memcap_refused(h), 0);
+        send(h, REQ, 3, 1, PDU(0x03, 0x00, 0x03, 0x00, 0x01));
+        CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 1);
+        FIELD(h, tx(h, 0), "status", "\"unanswered\"");
+        FIELD(h, tx(h, 0), "modbus.transaction_id", "1");
+        CU_ASSERT_EQUAL(ots_harness_memcap_refused(h), cost);
+        CU_ASSERT_EQUAL(ots_harness_mem_used(h), 2 * cost);
+        send(h, RSP, 3, 1, PDU(0x03, 0x02, 0x00, 0x03));
+        send(h, RSP, 2, 1, PDU(0x03, 0x02, 0x00, 0x02));
+        FIELD(h, tx(h, 1), "status", "\"ok\"");
+        FIELD(h, tx(h, 1), "modbus.transaction_id", "3");
+        FIELD(h, tx(h, 2), "status", "\"ok\"");
+        FIELD(h, tx(h, 2), "modbus.transaction_id", "2");
+        CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+        ots_harness_end(h);
+        CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 3);
+        check_clean(h);
+    }
+
+    /* A request larger than what the oldest frees: both are reported. */
+    {
+        g_autoptr(OtsHarness) h = harness();
+        ots_harness_set_memcap(h, cost + 8);
+        guint8 big[6 + 200] = {0x10, 0x00, 0x00, 0x00, 100, 200};
+        send(h, REQ, 1, 1, PDU(0x03, 0x00, 0x01, 0x00, 0x01));
+        CU_ASSERT_EQUAL(ots_harness_mem_used(h), cost);
+        send(h, REQ, 2, 1, big, sizeof(big));
+        CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 2);
+        FIELD(h, tx(h, 0), "status", "\"unanswered\"");
+        FIELD(h, tx(h, 0), "modbus.transaction_id", "1");
+        FIELD(h, tx(h, 1), "status", "\"unanswered\"");
+        FIELD(h, tx(h, 1), "modbus.transaction_id", "2");
+        FIELD(h, tx(h, 1), "function", "16");
+        FIELD(h, tx(h, 1), "modbus.quantity", "100");
+        CU_ASSERT(ots_harness_memcap_refused(h) > 2 * cost);
+        CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+        /* Small requests fit again. */
+        send(h, REQ, 3, 1, PDU(0x03, 0x00, 0x01, 0x00, 0x01));
+        CU_ASSERT_EQUAL(ots_harness_mem_used(h), cost);
+        send(h, RSP, 3, 1, PDU(0x03, 0x02, 0x00, 0x01));
+        FIELD(h, tx(h, 2), "status", "\"ok\"");
+        CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+        ots_harness_end(h);
+        CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 3);
+        check_clean(h);
+    }
+}
+
 /* ---- robustness --------------------------------------------------------- */
+
+/* Requests, responses and expiry under budgets from none to a few requests. */
+static void
+test_memcap_random(void)
+{
+    g_autoptr(GRand) rnd = g_rand_new_with_seed(0x6d656d63);
+    for (guint round = 0; round < 100; round++) {
+        g_autoptr(OtsHarness) h = harness();
+        ots_harness_set_memcap(h, (gsize)g_rand_int_range(rnd, 1, 400));
+        for (guint k = 0; k < 60; k++) {
+            guint16 tid = (guint16)g_rand_int_range(rnd, 0, 8);
+            guint16 qty = (guint16)g_rand_int_range(rnd, 1, 100);
+            ots_harness_set_time(h, T0 + (gint64)k * 3 * G_USEC_PER_SEC);
+            if (g_rand_boolean(rnd))
+                send(h, REQ, tid, 1, PDU(0x03, 0x00, 0x01, qty >> 8, qty & 0xff));
+            else
+                send(h, RSP, tid, 1, PDU(0x03, 0x02, 0x00, 0x01));
+        }
+        ots_harness_end(h);
+        CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+        CU_ASSERT_EQUAL(ots_harness_invalid_events(h), 0);
+    }
+}
 
 static void
 test_random_garbage(void)
@@ -1067,6 +1246,9 @@ static CU_TestInfo modbus_tests[] = {
     {"unanswered after 30 s", test_unanswered_timeout},
     {"pending requests bounded", test_pending_overflow},
     {"reused transaction id", test_reused_transaction_id},
+    {"memcap: charges refunded on pairing, expiry, eviction, end", test_memcap_balanced},
+    {"memcap: requests past the budget reported at once", test_memcap_refused},
+    {"memcap: random pairs under tiny budgets", test_memcap_random},
     {"random garbage never crashes", test_random_garbage},
     CU_TEST_INFO_NULL,
 };
