@@ -97,12 +97,15 @@ typedef struct {
 typedef struct {
     GArray *recs; /* SegRec; NULL until the first */
     guint total;
+    gboolean closed; /* the budget refused a record: later ones are only counted */
 } SegList;
 
 /* One confirmed request (possibly still arriving in segments), or the
  * segments of a complex ACK whose request was not seen. */
 typedef struct {
     GList link;       /* in BacnetState.pending, oldest first; data points here */
+    gsize charged;    /* to flows.memcap_mb: the struct, req/resp bytes, SegRecs */
+    gboolean spilled; /* on the caller's stack, not kept: reported at once */
     gint64 ts;        /* first request segment */
     gint64 last;      /* last activity, for expiry */
     OtsDirection dir; /* requester's direction */
@@ -147,7 +150,9 @@ typedef struct {
     gint64 last_expiry;
     /* The last finished request, kept for the next one with its request
      * buffer: most flows are one request at a time, so this saves three
-     * allocations per transaction. */
+     * allocations per transaction. Bounded (SPARE_REQ_MAX), it is fixed
+     * per-flow state like this struct: refunded when it becomes the spare,
+     * charged again when it is reused. */
     Pending *spare;
 } BacnetState;
 
@@ -322,16 +327,46 @@ emit_facts(OtsSession *s, OtsDirection dir, const Facts *f)
     ots_event_commit(e);
 }
 
+/* ---- memory budget ----------------------------------------------------- */
+
+/* What a pending entry holds beyond its struct is charged to it as it grows
+ * and refunded all at once when it is freed (pending_free); a spilled entry
+ * is freed within the call that made it, so it charges nothing. */
+static gboolean
+pending_charge(OtsSession *s, Pending *p, gsize n)
+{
+    if (p->spilled)
+        return TRUE;
+    if (!ots_session_charge(s, n))
+        return FALSE;
+    p->charged += n;
+    return TRUE;
+}
+
+static void
+pending_refund(OtsSession *s, Pending *p, gsize n)
+{
+    n = MIN(n, p->charged);
+    if (n)
+        ots_session_refund(s, n);
+    p->charged -= n;
+}
+
 /* ---- segment lists ----------------------------------------------------- */
 
 static void
-seglist_add(SegList *l, const SegRec *r)
+seglist_add(OtsSession *s, Pending *p, SegList *l, const SegRec *r)
 {
     l->total++;
+    if (l->closed || (l->recs && l->recs->len >= MAX_SEG_RECORDS))
+        return;
+    if (!pending_charge(s, p, sizeof(SegRec))) {
+        l->closed = TRUE; /* listed as truncated, like past the bound */
+        return;
+    }
     if (!l->recs)
         l->recs = g_array_sized_new(FALSE, FALSE, sizeof(SegRec), 4);
-    if (l->recs->len < MAX_SEG_RECORDS)
-        g_array_append_vals(l->recs, r, 1);
+    g_array_append_vals(l->recs, r, 1);
 }
 
 static void
@@ -341,10 +376,11 @@ seglist_clear(SegList *l)
         g_array_unref(l->recs);
     l->recs = NULL;
     l->total = 0;
+    l->closed = FALSE;
 }
 
 static void
-add_segment_rec(OtsSession *s, SegList *l, const Apdu *a)
+add_segment_rec(OtsSession *s, Pending *p, SegList *l, const Apdu *a)
 {
     SegRec r = {
         .ts = ots_session_get_time(s),
@@ -352,7 +388,7 @@ add_segment_rec(OtsSession *s, SegList *l, const Apdu *a)
         .window = a->window,
         .more = a->more,
     };
-    seglist_add(l, &r);
+    seglist_add(s, p, l, &r);
 }
 
 /* The segments of one message (@base: the event's ts). */
@@ -600,24 +636,29 @@ handle_unconfirmed(OtsSession *s, OtsDirection dir, const Hdr *h, const Apdu *a)
 /* A kept request buffer is at most this long (the memory a flow holds). */
 #define SPARE_REQ_MAX 256
 
+/* Frees @p, or keeps it as the spare, and refunds what it was charged (@s
+ * NULL: from state_free, where the core refunds what is left). */
 static void
-pending_free(BacnetState *st, Pending *p)
+pending_free(OtsSession *s, BacnetState *st, Pending *p)
 {
+    if (s)
+        pending_refund(s, p, p->charged);
     if (p->resp)
         g_byte_array_unref(g_steal_pointer(&p->resp));
     seglist_clear(&p->req_segs);
     seglist_clear(&p->req_acks);
     seglist_clear(&p->resp_segs);
     seglist_clear(&p->resp_acks);
-    if (st && !st->spare && (!p->req || p->req->len <= SPARE_REQ_MAX)) {
+    if (st && !p->spilled && !st->spare && (!p->req || p->req->len <= SPARE_REQ_MAX)) {
         if (p->req)
             g_byte_array_set_size(p->req, 0);
         st->spare = p;
         return;
     }
     if (p->req)
-        g_byte_array_unref(p->req);
-    g_free(p);
+        g_byte_array_unref(g_steal_pointer(&p->req));
+    if (!p->spilled)
+        g_free(p);
 }
 
 /* A zeroed Pending; its request buffer, if any, is empty. */
@@ -649,7 +690,8 @@ pending_find(BacnetState *st, OtsDirection dir, guint8 invoke_id)
 static void
 pending_finish(OtsSession *s, BacnetState *st, Pending *p)
 {
-    g_queue_unlink(&st->pending, &p->link);
+    if (!p->spilled)
+        g_queue_unlink(&st->pending, &p->link);
     if (p->resp_started) {
         gboolean complete = p->resp_done && !p->resp_broken;
         Resp resp = {
@@ -666,23 +708,49 @@ pending_finish(OtsSession *s, BacnetState *st, Pending *p)
     } else if (p->has_request) {
         emit_confirmed(s, p, NULL);
     }
-    pending_free(st, p);
+    pending_free(s, st, p);
 }
 
+/* Charges a new entry of @size bytes. When the budget is spent the oldest
+ * entry goes, as when the table is full, and the charge is tried once more. */
+static gboolean
+pending_budget(OtsSession *s, BacnetState *st, gsize size)
+{
+    if (G_LIKELY(ots_session_charge(s, size)))
+        return TRUE;
+    if (!st->pending.head)
+        return FALSE;
+    pending_finish(s, st, st->pending.head->data);
+    return ots_session_charge(s, size);
+}
+
+/* A pending entry for (@dir, @invoke_id), charged with @extra bytes the
+ * caller will keep in it. When flows.memcap_mb refuses it, @spill is filled
+ * in instead (spilled: not kept, nothing charged): the caller completes it
+ * as usual, then reports it at once with pending_finish(). */
 static Pending *
-pending_new(OtsSession *s, BacnetState *st, OtsDirection dir, guint8 invoke_id)
+pending_new(OtsSession *s, BacnetState *st, OtsDirection dir, guint8 invoke_id, gsize extra,
+            Pending *spill)
 {
     Pending *old = pending_find(st, dir, invoke_id);
     if (old)
         pending_finish(s, st, old); /* the invoke id was reused: the old one is given up */
     if (st->pending.length >= MAX_PENDING)
         pending_finish(s, st, st->pending.head->data);
-    Pending *p = pending_alloc(st);
+    Pending *p;
+    if (G_LIKELY(pending_budget(s, st, sizeof(Pending) + extra))) {
+        p = pending_alloc(st);
+        p->charged = sizeof(Pending) + extra;
+    } else {
+        p = memset(spill, 0, sizeof(*spill));
+        p->spilled = TRUE;
+    }
     p->link.data = p;
     p->ts = p->last = ots_session_get_time(s);
     p->dir = dir;
     p->invoke_id = invoke_id;
-    g_queue_push_tail_link(&st->pending, &p->link);
+    if (!p->spilled)
+        g_queue_push_tail_link(&st->pending, &p->link);
     return p;
 }
 
@@ -693,11 +761,22 @@ reassembly_limit(OtsSession *s)
     return max ? MIN(max, (gsize)MAX_REASSEMBLY) : MAX_REASSEMBLY;
 }
 
-/* Appends segment @seq to @buf; FALSE when the message cannot be rebuilt.
- * A segment already received (a retransmission within the window, after a
- * lost or negative segment ACK) is a @duplicate and changes nothing. */
+/* Gives up the message being rebuilt in @buf (of @p, which was charged its
+ * bytes). */
+static void
+reassembly_drop(OtsSession *s, Pending *p, GByteArray **buf)
+{
+    if (!*buf)
+        return;
+    pending_refund(s, p, (*buf)->len);
+    g_byte_array_unref(g_steal_pointer(buf));
+}
+
+/* Appends segment @seq to @buf (of @p); FALSE when the message cannot be
+ * rebuilt. A segment already received (a retransmission within the window,
+ * after a lost or negative segment ACK) is a @duplicate and changes nothing. */
 static gboolean
-add_segment(OtsSession *s, Walk *w, GByteArray **buf, guint8 *next_seq, const Apdu *a,
+add_segment(OtsSession *s, Walk *w, Pending *p, GByteArray **buf, guint8 *next_seq, const Apdu *a,
             gboolean *duplicate)
 {
     *duplicate = FALSE;
@@ -717,7 +796,14 @@ add_segment(OtsSession *s, Walk *w, GByteArray **buf, guint8 *next_seq, const Ap
         bacnet_problem(w, "segment_overflow",
                        "segmented message of invoke id %u over %" G_GSIZE_FORMAT " bytes",
                        a->invoke_id, reassembly_limit(s));
-        g_byte_array_set_size(*buf, 0);
+        reassembly_drop(s, p, buf);
+        return FALSE;
+    }
+    if (a->body_len && !pending_charge(s, p, a->body_len)) {
+        bacnet_problem(w, "memcap",
+                       "flows.memcap_mb reached: segmented message of invoke id %u abandoned",
+                       a->invoke_id);
+        reassembly_drop(s, p, buf);
         return FALSE;
     }
     if (a->body_len)
@@ -726,12 +812,24 @@ add_segment(OtsSession *s, Walk *w, GByteArray **buf, guint8 *next_seq, const Ap
     return TRUE;
 }
 
-/* A request whose first PDU is @a (segment 0, a lone segment, or a
- * segment whose start was not seen). */
-static Pending *
-request_new(OtsSession *s, BacnetState *st, OtsDirection dir, const Hdr *h, const Apdu *a)
+/* A segmented message whose pending entry was refused cannot be rebuilt:
+ * its first segment is reported at once, and what follows on its own. */
+static void
+spilled_segments(Walk *w, const Apdu *a)
 {
-    Pending *p = pending_new(s, st, dir, a->invoke_id);
+    if (a->more)
+        bacnet_problem(w, "memcap",
+                       "flows.memcap_mb reached: segmented message of invoke id %u not kept",
+                       a->invoke_id);
+}
+
+/* A request whose first PDU is @a (segment 0, a lone segment, or a
+ * segment whose start was not seen); @extra, @spill: see pending_new(). */
+static Pending *
+request_new(OtsSession *s, BacnetState *st, OtsDirection dir, const Hdr *h, const Apdu *a,
+            gsize extra, Pending *spill)
+{
+    Pending *p = pending_new(s, st, dir, a->invoke_id, extra, spill);
     p->has_request = TRUE;
     p->service = a->service;
     p->max_segs = a->max_segs;
@@ -748,29 +846,40 @@ handle_confirmed(OtsSession *s, BacnetState *st, OtsDirection dir, const Hdr *h,
 {
     if (!bacnet_service_name(TRUE, a->service))
         bacnet_problem(w, "unknown_service", "confirmed service choice %u", a->service);
+    Pending spill;
     if (!a->seg) {
-        Pending *p = request_new(s, st, dir, h, a);
+        Pending *p = request_new(s, st, dir, h, a, a->body_len, &spill);
         if (!p->req)
             p->req = g_byte_array_sized_new((guint)a->body_len);
         g_byte_array_append(p->req, a->body, (guint)a->body_len);
         p->req_done = TRUE;
+        if (p->spilled)
+            pending_finish(s, st, p); /* not kept: unanswered now */
         return;
     }
     Pending *p = pending_find(st, dir, a->invoke_id);
     gboolean ours = p && p->has_request && p->req_segmented;
     if (a->seq == 0 && !(ours && p->req_next_seq == 1 && !p->req_broken)) {
-        p = request_new(s, st, dir, h, a);
+        p = request_new(s, st, dir, h, a, 0, &spill);
+        if (p->spilled) {
+            spilled_segments(w, a);
+            p->req_broken = a->more;
+        }
     } else if (!ours) {
         /* The capture began mid-transfer, or segment 0 was lost: what
          * follows is still this request's, reported incomplete. */
         bacnet_problem(w, "segment_without_start", "segment %u of invoke id %u without segment 0",
                        a->seq, a->invoke_id);
-        p = request_new(s, st, dir, h, a);
+        p = request_new(s, st, dir, h, a, 0, &spill);
+        if (p->spilled)
+            spilled_segments(w, a);
         p->req_broken = TRUE;
         p->req_next_seq = (guint8)(a->seq + 1);
-        add_segment_rec(s, &p->req_segs, a);
+        add_segment_rec(s, p, &p->req_segs, a);
         if (!a->more)
             p->req_done = TRUE;
+        if (p->spilled)
+            pending_finish(s, st, p);
         return;
     } else {
         p->last = ots_session_get_time(s);
@@ -778,12 +887,14 @@ handle_confirmed(OtsSession *s, BacnetState *st, OtsDirection dir, const Hdr *h,
             bacnet_problem(w, "service_mismatch", "segment of service %u continues service %u",
                            a->service, p->service);
     }
-    add_segment_rec(s, &p->req_segs, a);
+    add_segment_rec(s, p, &p->req_segs, a);
     gboolean dup = FALSE;
-    if (!p->req_broken && !add_segment(s, w, &p->req, &p->req_next_seq, a, &dup))
+    if (!p->req_broken && !add_segment(s, w, p, &p->req, &p->req_next_seq, a, &dup))
         p->req_broken = TRUE;
     if (!a->more && !dup)
         p->req_done = TRUE;
+    if (p->spilled)
+        pending_finish(s, st, p);
 }
 
 /* A segment of a complex ACK answering (@req_dir, invoke id). */
@@ -791,17 +902,22 @@ static void
 handle_ack_segment(OtsSession *s, BacnetState *st, OtsDirection req_dir, const Hdr *h,
                    const Apdu *a, Walk *w)
 {
+    Pending spill;
     Pending *p = pending_find(st, req_dir, a->invoke_id);
     gint64 now = ots_session_get_time(s);
     gboolean started = p && p->resp_started;
-    if (!p)
-        p = pending_new(s, st, req_dir, a->invoke_id);
+    if (!p) {
+        p = pending_new(s, st, req_dir, a->invoke_id, 0, &spill);
+        if (p->spilled) {
+            spilled_segments(w, a);
+            p->resp_broken = a->more;
+        }
+    }
     if (a->seq == 0 && started && p->resp_next_seq == 1 && !p->resp_broken) {
         /* segment 0 again: a retransmission, recorded below */
     } else if (a->seq == 0) {
         if (started) { /* restarted from segment 0 */
-            if (p->resp)
-                g_byte_array_set_size(p->resp, 0);
+            reassembly_drop(s, p, &p->resp);
             p->resp_next_seq = 0;
             p->resp_broken = FALSE;
             p->resp_done = FALSE;
@@ -828,9 +944,9 @@ handle_ack_segment(OtsSession *s, BacnetState *st, OtsDirection req_dir, const H
         bacnet_problem(w, "bad_segmentation", "answer to invoke id %u before its last segment",
                        a->invoke_id);
     p->last = now;
-    add_segment_rec(s, &p->resp_segs, a);
+    add_segment_rec(s, p, &p->resp_segs, a);
     gboolean dup = FALSE;
-    if (!p->resp_broken && !add_segment(s, w, &p->resp, &p->resp_next_seq, a, &dup))
+    if (!p->resp_broken && !add_segment(s, w, p, &p->resp, &p->resp_next_seq, a, &dup))
         p->resp_broken = TRUE;
     if (!a->more && !dup && !p->resp_done) {
         /* Complete; the client's segment ACK of this last segment follows
@@ -841,6 +957,8 @@ handle_ack_segment(OtsSession *s, BacnetState *st, OtsDirection req_dir, const H
     } else if (!p->resp_done) {
         p->resp_ts = now;
     }
+    if (p->spilled)
+        pending_finish(s, st, p); /* not kept: reported now */
 }
 
 static void
@@ -891,7 +1009,7 @@ handle_answer(OtsSession *s, BacnetState *st, OtsDirection dir, const Hdr *h, co
     if (p) {
         g_queue_unlink(&st->pending, &p->link);
         emit_confirmed(s, p, &resp);
-        pending_free(st, p);
+        pending_free(s, st, p);
     } else {
         Pending orphan = {.dir = req_dir, .invoke_id = a->invoke_id};
         emit_confirmed(s, &orphan, &resp);
@@ -919,7 +1037,7 @@ handle_segment_ack(OtsSession *s, BacnetState *st, OtsDirection dir, const Hdr *
             .nak = a->nak,
             .srv = a->srv,
         };
-        seglist_add(list, &r);
+        seglist_add(s, p, list, &r);
         p->last = r.ts;
         /* The ACK of the last segment ends the transfer (a negative one
          * asks for segments again). */
@@ -1389,9 +1507,9 @@ bacnet_state_free(gpointer state)
     BacnetState *st = state;
     GList *l;
     while ((l = g_queue_pop_head_link(&st->pending)))
-        pending_free(NULL, l->data);
+        pending_free(NULL, NULL, l->data);
     if (st->spare)
-        pending_free(NULL, st->spare);
+        pending_free(NULL, NULL, st->spare);
     g_free(st);
 }
 

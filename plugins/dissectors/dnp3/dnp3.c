@@ -21,6 +21,10 @@
 #define LINK_MAX_USER 250       /* 255 - 5 */
 #define FRAGMENT_MIN_LIMIT 2048 /* the spec's default maximum fragment size */
 #define FRAGMENT_MAX_LIMIT 65536
+/* A reassembly buffer up to this size stays with the flow between fragments
+ * as fixed per-flow state; a larger one is charged to flows.memcap_mb and
+ * given back when its fragment ends. */
+#define REASM_KEEP FRAGMENT_MIN_LIMIT
 #define MAX_PENDING 16 /* one outstanding request per association is normal */
 #define PENDING_TIMEOUT_US (30 * G_USEC_PER_SEC)
 #define MAX_OBJECTS 32       /* object headers reported per fragment */
@@ -1009,16 +1013,43 @@ pending_fragment(const Pending *p, Fragment *f)
     f->segments = p->segments;
 }
 
+/* What a pending request is charged to flows.memcap_mb. */
+static gsize
+pending_size(gsize frag_len)
+{
+    return sizeof(Pending) + frag_len;
+}
+
+static void
+pending_free(OtsSession *s, Dnp3State *st, Pending *p)
+{
+    g_queue_unlink(&st->pending, &p->link);
+    ots_session_refund(s, pending_size(p->len));
+    g_free(p);
+}
+
 static void
 pending_unanswered(OtsSession *s, Dnp3State *st, Pending *p)
 {
-    g_queue_unlink(&st->pending, &p->link);
     if (!p->answered) {
         Fragment f;
         pending_fragment(p, &f);
         emit_transaction(s, p->dir, p->fc, OTS_TX_UNANSWERED, &f, p->ts, NULL, p->dir, FALSE);
     }
-    g_free(p);
+    pending_free(s, st, p);
+}
+
+/* Charges a new request of @size bytes. When the budget is spent the oldest
+ * goes, as when the table is full, and the charge is tried once more. */
+static gboolean
+pending_budget(OtsSession *s, Dnp3State *st, gsize size)
+{
+    if (G_LIKELY(ots_session_charge(s, size)))
+        return TRUE;
+    if (!st->pending.head)
+        return FALSE;
+    pending_unanswered(s, st, st->pending.head->data);
+    return ots_session_charge(s, size);
 }
 
 /* The oldest request of association (master @master, outstation
@@ -1063,8 +1094,14 @@ handle_request(OtsSession *s, Dnp3State *st, OtsDirection dir, const Fragment *f
      * bounded, and pair responses by sequence number. */
     if (st->pending.length >= MAX_PENDING)
         pending_unanswered(s, st, st->pending.head->data);
+    if (!pending_budget(s, st, pending_size(f->len))) {
+        /* flows.memcap_mb refuses to keep it: reported now, unanswered. */
+        emit_transaction(s, dir, fc, OTS_TX_UNANSWERED, f, ots_session_get_time(s), NULL, dir,
+                         FALSE);
+        return;
+    }
 
-    Pending *p = g_malloc(sizeof(Pending) + f->len);
+    Pending *p = g_malloc(pending_size(f->len));
     p->link.data = p;
     p->link.prev = p->link.next = NULL;
     p->ts = ots_session_get_time(s);
@@ -1118,8 +1155,7 @@ handle_response(OtsSession *s, Dnp3State *st, OtsDirection dir, const Fragment *
         emit_transaction(s, p->dir, p->fc, status, NULL, 0, f, dir, TRUE);
     }
     if (ac & AC_FIN) {
-        g_queue_unlink(&st->pending, &p->link);
-        g_free(p);
+        pending_free(s, st, p);
     } else {
         p->answered = TRUE;
         p->seq = (seq + 1) & AC_SEQ_MASK;
@@ -1144,13 +1180,45 @@ handle_fragment(OtsSession *s, Dnp3State *st, OtsDirection dir, const Fragment *
 
 /* ---- transport --------------------------------------------------------- */
 
+/* What a reassembly buffer of @cap bytes is charged to flows.memcap_mb. */
+static gsize
+reasm_charged(gsize cap)
+{
+    return cap > REASM_KEEP ? cap : 0;
+}
+
 static void
-reasm_reset(Reassembly *ra)
+reasm_free(OtsSession *s, Reassembly *ra)
+{
+    ots_session_refund(s, reasm_charged(ra->cap));
+    g_clear_pointer(&ra->buf, g_free);
+    ra->cap = 0;
+}
+
+/* Drops the fragment in progress; a buffer that grew past REASM_KEEP is
+ * given back. */
+static void
+reasm_reset(OtsSession *s, Reassembly *ra)
 {
     ra->len = 0;
     ra->active = FALSE;
     ra->discard = FALSE;
     ra->segments = 0;
+    if (ra->cap > REASM_KEEP)
+        reasm_free(s, ra);
+}
+
+/* Room for @need bytes, charged; FALSE when flows.memcap_mb refuses it. */
+static gboolean
+reasm_grow(OtsSession *s, Dnp3State *st, Reassembly *ra, gsize need)
+{
+    gsize cap = MIN(st->limit, MAX(ra->cap * 2, need + 256));
+    gsize more = reasm_charged(cap) - reasm_charged(ra->cap);
+    if (more && !ots_session_charge(s, more))
+        return FALSE;
+    ra->buf = g_realloc(ra->buf, cap);
+    ra->cap = cap;
+    return TRUE;
 }
 
 static void
@@ -1165,7 +1233,7 @@ handle_segment(OtsSession *s, Dnp3State *st, OtsDirection dir, guint8 link_contr
         if (ra->active && !ra->discard)
             raise_anomaly(s, dir, src, dst, -1, "incomplete_fragment",
                           "new fragment starts before the previous one ended");
-        reasm_reset(ra);
+        reasm_reset(s, ra);
         ra->active = TRUE;
         ra->src = src;
         ra->dst = dst;
@@ -1177,13 +1245,13 @@ handle_segment(OtsSession *s, Dnp3State *st, OtsDirection dir, guint8 link_contr
         if (!ra->discard)
             raise_anomaly(s, dir, src, dst, -1, "transport_sequence",
                           "transport segment out of sequence");
-        reasm_reset(ra);
+        reasm_reset(s, ra);
         return;
     }
     ra->next_seq = (seq + 1) & TP_SEQ_MASK;
     if (ra->discard) {
         if (th & TP_FIN)
-            reasm_reset(ra);
+            reasm_reset(s, ra);
         return;
     }
     if (ra->len + (n - 1) > st->limit) {
@@ -1192,12 +1260,19 @@ handle_segment(OtsSession *s, Dnp3State *st, OtsDirection dir, guint8 link_contr
         ra->len = 0;
         ra->discard = !(th & TP_FIN);
         if (th & TP_FIN)
-            reasm_reset(ra);
+            reasm_reset(s, ra);
         return;
     }
-    if (ra->len + (n - 1) > ra->cap) {
-        ra->cap = MIN(st->limit, MAX(ra->cap * 2, ra->len + (n - 1) + 256));
-        ra->buf = g_realloc(ra->buf, ra->cap);
+    if (ra->len + (n - 1) > ra->cap && !reasm_grow(s, st, ra, ra->len + (n - 1))) {
+        /* Dropped with its remaining segments, as an oversize fragment is. */
+        raise_anomaly(s, dir, src, dst, -1, "memcap",
+                      "flows.memcap_mb reached: application fragment dropped");
+        reasm_free(s, ra);
+        ra->len = 0;
+        ra->discard = !(th & TP_FIN);
+        if (th & TP_FIN)
+            reasm_reset(s, ra);
+        return;
     }
     if (n > 1)
         memcpy(ra->buf + ra->len, user + 1, n - 1);
@@ -1214,7 +1289,7 @@ handle_segment(OtsSession *s, Dnp3State *st, OtsDirection dir, guint8 link_contr
                   .transport_seq = seq,
                   .segments = ra->segments};
     handle_fragment(s, st, dir, &f);
-    reasm_reset(ra);
+    reasm_reset(s, ra);
 }
 
 /* ---- framing ----------------------------------------------------------- */
@@ -1275,7 +1350,7 @@ handle_frame(OtsSession *s, Dnp3State *st, OtsDirection dir, const guint8 *fr, g
             raise_anomaly(s, dir, src, dst, -1, "bad_crc", "link data block CRC error");
             /* The spec discards the frame; the fragment it belonged to is
              * incomplete now. */
-            reasm_reset(&st->reasm[dir]);
+            reasm_reset(s, &st->reasm[dir]);
             return;
         }
         memcpy(user + n, fr + off, blk);
@@ -1318,7 +1393,7 @@ dnp3_parse(OtsSession *s, gpointer state, OtsDirection dir, OtsReader *r)
         if (ots_reader_peek_u8(r, 1, &b1) && (b0 != 0x05 || b1 != 0x64)) {
             raise_anomaly(s, dir, 0, 0, -1, "bad_start", "link frame without 0x0564 start bytes");
             st->resync[dir] = TRUE;
-            reasm_reset(&st->reasm[dir]);
+            reasm_reset(s, &st->reasm[dir]);
             continue;
         }
         if (b0 != 0x05) {
@@ -1337,7 +1412,7 @@ dnp3_parse(OtsSession *s, gpointer state, OtsDirection dir, OtsReader *r)
                 raise_anomaly(s, dir, src, dst, -1, "bad_length", "link length below 5");
             /* Framing is lost: look for the next valid header. */
             st->resync[dir] = TRUE;
-            reasm_reset(&st->reasm[dir]);
+            reasm_reset(s, &st->reasm[dir]);
             ots_reader_skip(r, 1);
             continue;
         }
@@ -1376,6 +1451,7 @@ dnp3_state_free(gpointer state)
 {
     Dnp3State *st = state;
     GList *l;
+    /* flow_end() refunded everything; the core refunds what is left otherwise. */
     while ((l = g_queue_pop_head_link(&st->pending)))
         g_free(l->data);
     g_free(st->reasm[0].buf);
@@ -1389,7 +1465,7 @@ dnp3_gap(OtsSession *s, gpointer state, OtsDirection dir, guint32 len)
     Dnp3State *st = state;
     st->resync[dir] = TRUE;
     /* Segments after the gap cannot be appended to what came before it. */
-    reasm_reset(&st->reasm[dir]);
+    reasm_reset(s, &st->reasm[dir]);
 }
 
 static void
@@ -1398,6 +1474,8 @@ dnp3_flow_end(OtsSession *s, gpointer state)
     Dnp3State *st = state;
     while (st->pending.head)
         pending_unanswered(s, st, st->pending.head->data);
+    reasm_free(s, &st->reasm[0]);
+    reasm_free(s, &st->reasm[1]);
 }
 
 static void

@@ -1163,6 +1163,226 @@ test_invoke_id_reuse_and_bound(void)
     check_clean(h);
 }
 
+/* ---- memory budget (flows.memcap_mb) ----------------------------------- */
+
+#define MEMCAP_NORMAL (1024 * 1024)
+#define MEMCAP_TINY 64 /* less than one pending request */
+
+/* ReadProperty analog-input 1 present-value, invoke id @invoke. */
+static void
+send_read_property(OtsHarness *h, guint8 invoke)
+{
+    send_apdu(h, A, BYTES(0x00, 0x05, invoke, 0x0c, 0x0c, 0x00, 0x00, 0x00, 0x01, 0x19, 0x55));
+}
+
+static void
+send_read_property_ack(OtsHarness *h, guint8 invoke)
+{
+    send_apdu(h, B,
+              BYTES(0x30, invoke, 0x0c, 0x0c, 0x00, 0x00, 0x00, 0x01, 0x19, 0x55, 0x3e, 0x44, 0x42,
+                    0x28, 0x00, 0x00, 0x3f));
+}
+
+/* What one pending ReadProperty is charged. */
+static gsize
+read_property_charge(void)
+{
+    g_autoptr(OtsHarness) h = harness();
+    send_read_property(h, 1);
+    return ots_harness_mem_used(h);
+}
+
+/* Every charge is refunded: pairs, expiry, segmented messages, flow end. */
+static void
+test_memcap_balanced(void)
+{
+    g_autoptr(OtsHarness) h = harness();
+    ots_harness_set_memcap(h, MEMCAP_NORMAL);
+    gsize base = ots_harness_mem_used(h);
+
+    /* request / response pairs, including a body over the spare's bound */
+    send_read_property(h, 1);
+    CU_ASSERT(ots_harness_mem_used(h) > base);
+    send_read_property_ack(h, 1);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base);
+    guint8 big[320] = {0x00, 0x05, 0x06, 0x0f, 0x0c, 0x00, 0x40, 0x00, 0x01,
+                       0x19, 0x4d, 0x3e, 0x75, 0xfe, 0x01, 0x2d, 0x00};
+    gsize n = 17;
+    memset(big + n, 'a', 300);
+    n += 300;
+    big[n++] = 0x3f;
+    send_apdu(h, A, big, n);
+    CU_ASSERT(ots_harness_mem_used(h) > base + 300);
+    send_apdu(h, B, BYTES(0x20, 0x06, 0x0f));
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base);
+
+    /* unanswered requests, expired */
+    for (guint8 k = 10; k < 13; k++)
+        send_read_property(h, k);
+    CU_ASSERT(ots_harness_mem_used(h) > base);
+    ots_harness_tick(h, T0 + 31 * G_USEC_PER_SEC);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 5);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base);
+
+    /* a segmented complex ACK, complete at the client's last segment ACK */
+    gint64 t = 40 * G_USEC_PER_SEC;
+    at(h, t);
+    send_apdu(h, A, BYTES(0x02, 0x75, 0x10, 0x0c, 0x0c, 0x02, 0x00, 0x04, 0xd2, 0x19, 0x4c));
+    at(h, t + 1000);
+    send_apdu(h, B,
+              BYTES(0x3c, 0x10, 0x00, 0x04, 0x0c, 0x0c, 0x02, 0x00, 0x04, 0xd2, 0x19, 0x4c, 0x3e,
+                    0xc4, 0x02));
+    send_segment_ack(h, A, FALSE, FALSE, 0x10, 0, 4);
+    at(h, t + 2000);
+    send_apdu(
+        h, B,
+        BYTES(0x38, 0x10, 0x01, 0x04, 0x0c, 0x00, 0x04, 0xd2, 0xc4, 0x00, 0x00, 0x00, 0x01, 0x3f));
+    CU_ASSERT(ots_harness_mem_used(h) > base);
+    send_segment_ack(h, A, FALSE, FALSE, 0x10, 1, 4);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 6);
+    FIELD(h, tx(h, 5), "bacnet.response.value.object_instance", "1234");
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base);
+
+    /* a segmented request, answered */
+    send_apdu(h, A, BYTES(0x0c, 0x05, 0x20, 0x00, 0x02, 0x0f, 0x0c, 0x00, 0x40, 0x00, 0x01, 0x19));
+    send_segment_ack(h, B, FALSE, TRUE, 0x20, 0, 2);
+    send_apdu(h, A, BYTES(0x08, 0x05, 0x20, 0x01, 0x02, 0x0f, 0x55, 0x3e, 0x21, 0x05, 0x3f));
+    send_segment_ack(h, B, FALSE, TRUE, 0x20, 1, 2);
+    CU_ASSERT(ots_harness_mem_used(h) > base);
+    send_apdu(h, B, BYTES(0x20, 0x20, 0x0f));
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 7);
+    FIELD(h, tx(h, 6), "bacnet.request.segment_count", "2");
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base);
+
+    /* a segmented answer restarted from segment 0, then aborted */
+    send_apdu(h, A, BYTES(0x02, 0x75, 0x50, 0x0c, 0x0c, 0x02, 0x00, 0x04, 0xd2, 0x19, 0x4c));
+    send_apdu(h, B, BYTES(0x3c, 0x50, 0x00, 0x04, 0x0c, 0x0c, 0x02, 0x00, 0x04, 0xd2, 0x19, 0x4c));
+    send_apdu(h, B, BYTES(0x3c, 0x50, 0x01, 0x04, 0x0c, 0x3e, 0xc4, 0x02));
+    send_apdu(h, B, BYTES(0x3c, 0x50, 0x00, 0x04, 0x0c, 0x0c, 0x02, 0x00, 0x04, 0xd2, 0x19, 0x4c));
+    send_apdu(h, A, BYTES(0x70, 0x50, 0x01));
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 9);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base);
+
+    /* what is pending at flow end */
+    send_read_property(h, 30);
+    send_apdu(h, B, BYTES(0x3c, 0x31, 0x00, 0x04, 0x0c, 0x0c, 0x02, 0x00, 0x04, 0xd2, 0x19, 0x4c));
+    CU_ASSERT(ots_harness_mem_used(h) > base);
+    ots_harness_end(h);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 11);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base);
+    CU_ASSERT_EQUAL(ots_harness_memcap_refused(h), 0);
+    CU_ASSERT_EQUAL(alerts(h, "memcap"), 0);
+    CU_ASSERT_EQUAL(ots_harness_invalid_events(h), 0);
+}
+
+/* Over the budget, requests are reported at once, none lost. */
+static void
+test_memcap_requests(void)
+{
+    g_autoptr(OtsHarness) h = harness();
+    ots_harness_set_memcap(h, MEMCAP_TINY);
+    for (guint8 k = 0; k < 5; k++) {
+        send_read_property(h, k);
+        CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), k + 1u);
+        gint i = tx(h, k);
+        FIELD(h, i, "status", "\"unanswered\"");
+        FIELD(h, i, "function_name", "\"read_property\"");
+        g_autofree gchar *inv = g_strdup_printf("%u", k);
+        FIELD(h, i, "bacnet.request.invoke_id", inv);
+        FIELD(h, i, "bacnet.request.property", "\"present_value\"");
+        ABSENT(h, i, "bacnet.response");
+    }
+    CU_ASSERT(ots_harness_memcap_refused(h) > 0);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+    /* its answer comes alone */
+    send_read_property_ack(h, 4);
+    FIELD(h, tx(h, 5), "status", "\"no_request\"");
+    CU_ASSERT_EQUAL(alerts(h, "response_without_request"), 1);
+    ots_harness_end(h);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 6);
+    CU_ASSERT_EQUAL(ots_harness_invalid_events(h), 0);
+
+    /* Room for two: each new one lets the oldest go, reported unanswered. */
+    gsize one = read_property_charge();
+    g_autoptr(OtsHarness) h2 = harness();
+    ots_harness_set_memcap(h2, 2 * one + one / 2);
+    for (guint8 k = 0; k < 5; k++)
+        send_read_property(h2, k);
+    CU_ASSERT_EQUAL(ots_harness_count(h2, "transaction"), 3);
+    for (guint k = 0; k < 3; k++) {
+        g_autofree gchar *inv = g_strdup_printf("%u", k);
+        FIELD(h2, tx(h2, k), "status", "\"unanswered\"");
+        FIELD(h2, tx(h2, k), "bacnet.request.invoke_id", inv);
+    }
+    CU_ASSERT(ots_harness_memcap_refused(h2) > 0);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h2), 2 * one);
+    send_read_property_ack(h2, 4);
+    FIELD(h2, tx(h2, 3), "status", "\"ok\"");
+    FIELD(h2, tx(h2, 3), "bacnet.request.invoke_id", "4");
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h2), one);
+    ots_harness_end(h2);
+    CU_ASSERT_EQUAL(ots_harness_count(h2, "transaction"), 5);
+    FIELD(h2, tx(h2, 4), "bacnet.request.invoke_id", "3");
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h2), 0);
+    check_clean(h2);
+}
+
+/* Over the budget, a segmented message is abandoned with an anomaly. */
+static void
+test_memcap_reassembly(void)
+{
+    /* The request is kept, its segmented answer is not. */
+    g_autoptr(OtsHarness) h = harness();
+    ots_harness_set_memcap(h, read_property_charge() + 100);
+    send_apdu(h, A, BYTES(0x02, 0x75, 0x13, 0x0c, 0x0c, 0x02, 0x00, 0x04, 0xd2, 0x19, 0x4c));
+    guint8 seg[1400];
+    memset(seg, 0xc4, sizeof(seg));
+    seg[0] = 0x3c;
+    seg[1] = 0x13;
+    seg[3] = 0x04;
+    seg[4] = 0x0c;
+    for (guint k = 0; k < 3; k++) {
+        seg[2] = (guint8)k;
+        if (k == 2)
+            seg[0] = 0x38;
+        send_apdu(h, B, seg, sizeof(seg));
+    }
+    CU_ASSERT_EQUAL(alerts(h, "memcap"), 1);
+    send_segment_ack(h, A, FALSE, FALSE, 0x13, 2, 4);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 1);
+    gint i = tx(h, 0);
+    FIELD(h, i, "status", "\"ok\"");
+    FIELD(h, i, "bacnet.response.segment_count", "3");
+    FIELD(h, i, "bacnet.response.incomplete", "true");
+    CU_ASSERT(ots_harness_memcap_refused(h) > 0);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+
+    /* No room even for the entry: each segment is reported at once. */
+    g_autoptr(OtsHarness) h2 = harness();
+    ots_harness_set_memcap(h2, MEMCAP_TINY);
+    send_apdu(h2, A, BYTES(0x0c, 0x05, 0x21, 0x00, 0x02, 0x0f, 0x0c, 0x00, 0x40, 0x00, 0x01, 0x19));
+    CU_ASSERT_EQUAL(alerts(h2, "memcap"), 1);
+    CU_ASSERT_EQUAL(ots_harness_count(h2, "transaction"), 1);
+    FIELD(h2, tx(h2, 0), "status", "\"unanswered\"");
+    FIELD(h2, tx(h2, 0), "bacnet.request.segment_count", "1");
+    FIELD(h2, tx(h2, 0), "bacnet.request.incomplete", "true");
+    send_apdu(h2, A, BYTES(0x08, 0x05, 0x21, 0x01, 0x02, 0x0f, 0x55, 0x3e, 0x21, 0x05, 0x3f));
+    CU_ASSERT_EQUAL(ots_harness_count(h2, "transaction"), 2);
+    for (guint k = 0; k < 3; k++) {
+        seg[2] = (guint8)k;
+        seg[0] = k == 2 ? 0x38 : 0x3c;
+        send_apdu(h2, B, seg, sizeof(seg));
+    }
+    CU_ASSERT_EQUAL(ots_harness_count(h2, "transaction"), 5);
+    FIELD(h2, tx(h2, 2), "status", "\"no_request\"");
+    FIELD(h2, tx(h2, 2), "bacnet.response.incomplete", "true");
+    CU_ASSERT_EQUAL(alerts(h2, "memcap"), 3);
+    ots_harness_end(h2);
+    CU_ASSERT(ots_harness_memcap_refused(h2) > 0);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h2), 0);
+    CU_ASSERT_EQUAL(ots_harness_invalid_events(h2), 0);
+}
+
 static void
 test_random_garbage(void)
 {
@@ -1229,6 +1449,9 @@ static CU_TestInfo bacnet_tests[] = {
     {"requests from both sides", test_server_initiated_request},
     {"unanswered at flow end and after 30 s", test_unanswered_end_and_timeout},
     {"invoke id reuse, pending bound", test_invoke_id_reuse_and_bound},
+    {"memory budget: every charge refunded", test_memcap_balanced},
+    {"memory budget: requests reported at once", test_memcap_requests},
+    {"memory budget: reassembly abandoned", test_memcap_reassembly},
     {"random garbage never crashes", test_random_garbage},
     CU_TEST_INFO_NULL,
 };

@@ -834,6 +834,153 @@ test_udp(void)
     CU_ASSERT_EQUAL(ots_harness_invalid_events(h), 0);
 }
 
+/* ---- memory budget (flows.memcap_mb) ----------------------------------- */
+
+#define MEMCAP_NORMAL (1024 * 1024)
+#define MEMCAP_TINY 32 /* less than one pending request */
+#define FRAME_250 292  /* a link frame with 250 bytes of user data */
+
+/* Every charge is refunded: pairs, expiry, reassembly, flow end. */
+static void
+test_memcap_balanced(void)
+{
+    g_autoptr(OtsHarness) h = harness();
+    ots_harness_set_memcap(h, MEMCAP_NORMAL);
+    gsize base = ots_harness_mem_used(h);
+
+    send_app(h, REQ, READ_CLASS_0123(1));
+    CU_ASSERT(ots_harness_mem_used(h) > base);
+    send_app(h, RSP, READ_RESPONSE(1));
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base);
+
+    /* a multi-fragment response keeps its request until the last */
+    send_app(h, REQ, READ_CLASS_0123(5));
+    send_app(h, RSP, APP(0xa5, 0x81, 0x00, 0x00, 0x01, 0x02, 0x00, 0x00, 0x00, 0x01));
+    CU_ASSERT(ots_harness_mem_used(h) > base);
+    send_app(h, RSP, APP(0x46, 0x81, 0x00, 0x00, 0x01, 0x02, 0x00, 0x01, 0x01, 0x01));
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 3);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base);
+
+    /* unanswered requests, expired */
+    send_app(h, REQ, READ_CLASS_0123(2));
+    send_app(h, REQ, READ_CLASS_0123(3));
+    CU_ASSERT(ots_harness_mem_used(h) > base);
+    ots_harness_tick(h, T0 + 31 * G_USEC_PER_SEC);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 5);
+    FIELD(h, tx(h, 4), "status", "\"unanswered\"");
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base);
+
+    /* a fragment of 11 segments, over the buffer kept between fragments */
+    send_app(h, REQ, READ_CLASS_0123(4));
+    gsize pending = ots_harness_mem_used(h);
+    g_autoptr(GByteArray) b = g_byte_array_new();
+    guint8 tseq = 0, app[4096];
+    gsize n = big_response(app, 4, 500); /* 2511 bytes */
+    fragment_frames(b, RSP, OUTSTATION, MASTER, app, n, 249, &tseq);
+    ots_harness_feed(h, RSP, b->data, 10 * FRAME_250);
+    CU_ASSERT(ots_harness_mem_used(h) > pending + 2048);
+    ots_harness_feed(h, RSP, b->data + 10 * FRAME_250, b->len - 10 * FRAME_250);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 6);
+    FIELD(h, tx(h, 5), "dnp3.response.segments", "11");
+    FIELD(h, tx(h, 5), "dnp3.response.length", "2511");
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base);
+
+    /* what is pending, or half reassembled, at flow end */
+    send_app(h, REQ, READ_CLASS_0123(6));
+    ots_harness_feed(h, RSP, b->data, 10 * FRAME_250);
+    CU_ASSERT(ots_harness_mem_used(h) > base);
+    ots_harness_end(h);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 7);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), base);
+    CU_ASSERT_EQUAL(ots_harness_memcap_refused(h), 0);
+    check_clean(h);
+}
+
+/* Over the budget, requests are reported at once, none lost. */
+static void
+test_memcap_requests(void)
+{
+    g_autoptr(OtsHarness) h = harness();
+    ots_harness_set_memcap(h, MEMCAP_TINY);
+    for (guint k = 0; k < 4; k++) {
+        send_app(h, REQ, READ_CLASS_0123(k));
+        CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), k + 1);
+        g_autofree gchar *seq = g_strdup_printf("%u", k);
+        FIELD(h, tx(h, k), "status", "\"unanswered\"");
+        FIELD(h, tx(h, k), "function_name", "\"read\"");
+        FIELD(h, tx(h, k), "dnp3.request.seq", seq);
+        FIELD(h, tx(h, k), "dnp3.request.object_count", "4");
+        ABSENT(h, tx(h, k), "dnp3.response");
+    }
+    CU_ASSERT(ots_harness_memcap_refused(h) > 0);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+    send_app(h, RSP, READ_RESPONSE(3));
+    FIELD(h, tx(h, 4), "status", "\"no_request\"");
+    CU_ASSERT_EQUAL(alerts(h, "response_without_request"), 1);
+    ots_harness_end(h);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 5);
+    CU_ASSERT_EQUAL(ots_harness_invalid_events(h), 0);
+
+    /* Room for two: each new one lets the oldest go, reported unanswered. */
+    gsize one;
+    {
+        g_autoptr(OtsHarness) m = harness();
+        send_app(m, REQ, READ_CLASS_0123(0));
+        one = ots_harness_mem_used(m);
+    }
+    g_autoptr(OtsHarness) h2 = harness();
+    ots_harness_set_memcap(h2, 2 * one + one / 2);
+    for (guint k = 0; k < 5; k++)
+        send_app(h2, REQ, READ_CLASS_0123(k));
+    CU_ASSERT_EQUAL(ots_harness_count(h2, "transaction"), 3);
+    for (guint k = 0; k < 3; k++) {
+        g_autofree gchar *seq = g_strdup_printf("%u", k);
+        FIELD(h2, tx(h2, k), "status", "\"unanswered\"");
+        FIELD(h2, tx(h2, k), "dnp3.request.seq", seq);
+    }
+    CU_ASSERT(ots_harness_memcap_refused(h2) > 0);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h2), 2 * one);
+    send_app(h2, RSP, READ_RESPONSE(4));
+    FIELD(h2, tx(h2, 3), "status", "\"ok\"");
+    FIELD(h2, tx(h2, 3), "dnp3.request.seq", "4");
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h2), one);
+    ots_harness_end(h2);
+    CU_ASSERT_EQUAL(ots_harness_count(h2, "transaction"), 5);
+    FIELD(h2, tx(h2, 4), "dnp3.request.seq", "3");
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h2), 0);
+    check_clean(h2);
+}
+
+/* Over the budget, a fragment that needs a larger buffer is dropped with an
+ * anomaly; the next one is reassembled. */
+static void
+test_memcap_reassembly(void)
+{
+    g_autoptr(OtsHarness) h = harness();
+    ots_harness_set_memcap(h, 1024);
+    send_app(h, REQ, READ_CLASS_0123(4));
+    g_autoptr(GByteArray) b = g_byte_array_new();
+    guint8 tseq = 0, app[4096];
+    gsize n = big_response(app, 4, 500);
+    fragment_frames(b, RSP, OUTSTATION, MASTER, app, n, 249, &tseq);
+    ots_harness_feed(h, RSP, b->data, b->len);
+    CU_ASSERT_EQUAL(alerts(h, "memcap"), 1);
+    CU_ASSERT_EQUAL(alerts(h, "transport_sequence"), 0);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 0);
+    CU_ASSERT(ots_harness_memcap_refused(h) > 0);
+    /* a fragment within the kept buffer still pairs */
+    send_app(h, RSP, READ_RESPONSE(4));
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 1);
+    FIELD(h, tx(h, 0), "status", "\"ok\"");
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+    /* dropped again mid-way, then the flow ends */
+    ots_harness_feed(h, RSP, b->data, 10 * FRAME_250);
+    CU_ASSERT_EQUAL(alerts(h, "memcap"), 2);
+    ots_harness_end(h);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+    CU_ASSERT_EQUAL(ots_harness_invalid_events(h), 0);
+}
+
 static void
 test_random_garbage(void)
 {
@@ -897,6 +1044,9 @@ static CU_TestInfo dnp3_tests[] = {
     {"broadcast request", test_broadcast},
     {"device attributes (group 0) and asset", test_device_attributes},
     {"UDP datagrams", test_udp},
+    {"memory budget: every charge refunded", test_memcap_balanced},
+    {"memory budget: requests reported at once", test_memcap_requests},
+    {"memory budget: reassembly dropped", test_memcap_reassembly},
     {"random garbage never crashes", test_random_garbage},
     CU_TEST_INFO_NULL,
 };
