@@ -76,16 +76,18 @@ typedef struct {
     guint8 ucs_priority_tick, ucs_timeout_ticks;
     guint8 route_len;
     guint8 route[CIP_ROUTE_MAX];
-    /* Multiple Service Packet */
-    guint16 n_services_total;
-    guint8 n_services;
-    CipService services[CIP_MAX_SERVICES];
     /* Forward Open / Large Forward Open / Forward Close */
     gboolean has_forward_open, has_forward_close;
     CipForward fwd;
     /* Identity object attributes from Get_Attributes_All on class 1 */
     gboolean has_identity;
     CipIdentity identity;
+    /* Multiple Service Packet. services[] stays last: a pending request is
+     * kept with only its first n_services entries allocated, so nothing may
+     * read an entry at or past n_services. */
+    guint16 n_services_total;
+    guint8 n_services;
+    CipService services[CIP_MAX_SERVICES];
 } CipMessage;
 
 /* Raises anomaly @code with @msg in the caller's context. */

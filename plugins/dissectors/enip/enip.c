@@ -163,15 +163,22 @@ typedef struct {
     ServiceEntry services[MAX_LIST_SERVICES];
     gboolean has_interfaces;
     guint16 n_interfaces;
-    /* CIP */
+    /* CIP (last: see Pending) */
     gboolean has_cip;
     CipMessage cip;
 } EncapMsg;
 
+/* A kept request. Most carry one CIP service, not CIP_MAX_SERVICES: it is
+ * allocated up to the Multiple Service Packet entries it uses
+ * (pending_size()), which req.cip.services, the last member, allows. */
 typedef struct {
     GList link; /* in EnipState.pending, oldest first; data points here */
     EncapMsg req;
 } Pending;
+
+G_STATIC_ASSERT(G_STRUCT_OFFSET(CipMessage, services) + sizeof(((CipMessage *)NULL)->services) ==
+                sizeof(CipMessage));
+G_STATIC_ASSERT(G_STRUCT_OFFSET(Pending, req.cip) + sizeof(CipMessage) == sizeof(Pending));
 
 typedef struct {
     guint32 conn_id;
@@ -613,12 +620,29 @@ emit_transaction(OtsSession *s, const EncapMsg *req, const EncapMsg *rsp, OtsTxS
 
 /* ---- pairing ------------------------------------------------------------------ */
 
+/* Bytes allocated for a request with @n_services Multiple Service Packet
+ * entries, and what it is charged to flows.memcap_mb. */
+static gsize
+pending_size(guint n_services)
+{
+    return G_STRUCT_OFFSET(Pending, req.cip.services) +
+           MIN(n_services, (guint)CIP_MAX_SERVICES) * sizeof(CipService);
+}
+
+/* Frees a request that was kept (and so charged); @p is unlinked. */
+static void
+pending_free(OtsSession *s, Pending *p)
+{
+    ots_session_refund(s, pending_size(p->req.cip.n_services));
+    g_free(p);
+}
+
 static void
 pending_unanswered(OtsSession *s, EnipState *st, Pending *p)
 {
     g_queue_unlink(&st->pending, &p->link);
     emit_transaction(s, &p->req, NULL, OTS_TX_UNANSWERED);
-    g_free(p);
+    pending_free(s, p);
 }
 
 /* Replies echo the sender context; connected messages are matched by their
@@ -650,26 +674,43 @@ static void
 handle_request(OtsSession *s, EnipState *st, OtsReader *msg, OtsDirection dir)
 {
     Check c = {.s = s, .dir = dir};
-    Pending *p = g_new0(Pending, 1);
-    p->link.data = p;
-    parse_message(&c, &p->req, msg, TRUE, NULL);
-    p->req.ts = ots_session_get_time(s);
+    /* Parsed on the stack (as a reply is), kept in a Pending sized to it. */
+    EncapMsg req_msg;
+    EncapMsg *req = &req_msg;
+    parse_message(&c, req, msg, TRUE, NULL);
+    req->ts = ots_session_get_time(s);
 
-    if (st->has_session && p->req.session != st->session &&
-        (p->req.command == CMD_SEND_RR_DATA || p->req.command == CMD_SEND_UNIT_DATA ||
-         p->req.command == CMD_UNREGISTER_SESSION))
-        problem(&c, "session_mismatch", "session handle 0x%08x, registered 0x%08x", p->req.session,
+    if (st->has_session && req->session != st->session &&
+        (req->command == CMD_SEND_RR_DATA || req->command == CMD_SEND_UNIT_DATA ||
+         req->command == CMD_UNREGISTER_SESSION))
+        problem(&c, "session_mismatch", "session handle 0x%08x, registered 0x%08x", req->session,
                 st->session);
-    if (p->req.command == CMD_UNREGISTER_SESSION)
+    if (req->command == CMD_UNREGISTER_SESSION)
         st->has_session = FALSE;
 
-    if (command_one_way(p->req.command)) {
-        emit_transaction(s, &p->req, NULL, OTS_TX_NO_RESPONSE);
-        g_free(p);
+    if (command_one_way(req->command)) {
+        emit_transaction(s, req, NULL, OTS_TX_NO_RESPONSE);
         return;
     }
     if (st->pending.length >= MAX_PENDING)
         pending_unanswered(s, st, st->pending.head->data);
+
+    /* Past the thread's memory budget: the oldest request goes as when the
+     * table is full, and if that is not enough this one is reported now,
+     * unanswered, rather than lost. */
+    gsize size = pending_size(req->cip.n_services);
+    gboolean kept = ots_session_charge(s, size);
+    if (!kept && st->pending.head) {
+        pending_unanswered(s, st, st->pending.head->data);
+        kept = ots_session_charge(s, size);
+    }
+    if (!kept) {
+        emit_transaction(s, req, NULL, OTS_TX_UNANSWERED);
+        return;
+    }
+    Pending *p = g_malloc(size);
+    p->link = (GList){.data = p};
+    memcpy(&p->req, req, size - G_STRUCT_OFFSET(Pending, req));
     g_queue_push_tail_link(&st->pending, &p->link);
 }
 
@@ -719,7 +760,8 @@ handle_response(OtsSession *s, EnipState *st, OtsReader *msg, OtsDirection dir)
         st->session = rsp->session;
     }
     emit_transaction(s, p ? &p->req : NULL, rsp, p ? OTS_TX_OK : OTS_TX_NO_REQUEST);
-    g_free(p);
+    if (p)
+        pending_free(s, p);
 }
 
 /* ListIdentity and friends go to a broadcast address over UDP; a reply
@@ -1008,6 +1050,8 @@ enip_state_new(OtsSession *s)
     return st;
 }
 
+/* flow_end() has drained and refunded the queue; whatever is left was
+ * charged to the flow and the core refunds it when the flow goes. */
 static void
 enip_state_free(gpointer state)
 {

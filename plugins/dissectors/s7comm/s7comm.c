@@ -307,12 +307,19 @@ typedef struct {
     guint8 msg[]; /* COTP payload (S7 PDU) or, for connect/disconnect, the COTP TPDU */
 } Pending;
 
+/* A reassembly buffer, charged to flows.memcap_mb by its capacity. */
+typedef struct {
+    guint8 *data;
+    gsize len;
+    gsize cap;
+} ReBuf;
+
 typedef struct {
     GQueue pending;
     gboolean resync[2];
-    GByteArray *dt[2]; /* COTP DT reassembly per direction */
+    ReBuf dt[2]; /* COTP DT reassembly per direction */
     gboolean dt_overflow[2];
-    GByteArray *ud; /* userdata response reassembly (data unit) */
+    ReBuf ud; /* userdata response reassembly (data unit) */
     guint8 ud_ref;
     gboolean ud_active;
     guint16 pdu_size; /* negotiated in setup communication */
@@ -1263,14 +1270,63 @@ emit_szl_asset(OtsSession *s, OtsReader *szl)
     ots_event_commit(e);
 }
 
+/* ---- reassembly buffers ------------------------------------------------ */
+
+/* Appends @n bytes, growing the capacity (at most to @limit, which the
+ * caller has checked covers len + n) and charging what it grows by. FALSE
+ * when the budget refuses it: @b is left as it was. */
+static gboolean
+rebuf_append(OtsSession *s, ReBuf *b, const guint8 *v, gsize n, gsize limit)
+{
+    if (b->len + n > b->cap) {
+        gsize cap = MAX(b->cap, (gsize)256);
+        while (cap < b->len + n)
+            cap *= 2;
+        cap = MAX(MIN(cap, limit), b->len + n);
+        if (!ots_session_charge(s, cap - b->cap))
+            return FALSE;
+        b->data = g_realloc(b->data, cap);
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->data + b->len, v, n);
+    b->len += n;
+    return TRUE;
+}
+
+/* Frees the buffer and refunds what it was charged. */
+static void
+rebuf_clear(OtsSession *s, ReBuf *b)
+{
+    if (b->cap)
+        ots_session_refund(s, b->cap);
+    g_free(b->data);
+    *b = (ReBuf){0};
+}
+
 /* ---- pairing ----------------------------------------------------------- */
+
+/* What a kept request is charged to flows.memcap_mb: its whole allocation. */
+static gsize
+pending_cost(const Pending *p)
+{
+    return sizeof(Pending) + p->len;
+}
+
+/* Frees a request that was kept (and so charged); @p is unlinked. */
+static void
+pending_free(OtsSession *s, Pending *p)
+{
+    ots_session_refund(s, pending_cost(p));
+    g_free(p);
+}
 
 static void
 pending_unanswered(OtsSession *s, S7State *st, Pending *p)
 {
     g_queue_unlink(&st->pending, &p->link);
     emit_transaction(s, p->kind, p, NULL, 0, 0, OTS_DIR_REVERSE(p->dir), NULL);
-    g_free(p);
+    pending_free(s, p);
 }
 
 static Pending *
@@ -1306,6 +1362,20 @@ pending_add(OtsSession *s, S7State *st, OtsDirection dir, KeyKind kind, guint16 
     p->len = keep;
     if (keep)
         memcpy(p->msg, msg, keep);
+
+    /* Past the thread's memory budget: the oldest request goes as when the
+     * table is full, and if that is not enough this one is reported now,
+     * unanswered, rather than lost. */
+    gboolean kept = ots_session_charge(s, pending_cost(p));
+    if (!kept && st->pending.head) {
+        pending_unanswered(s, st, st->pending.head->data);
+        kept = ots_session_charge(s, pending_cost(p));
+    }
+    if (!kept) {
+        emit_transaction(s, kind, p, NULL, 0, 0, OTS_DIR_REVERSE(dir), NULL);
+        g_free(p);
+        return;
+    }
     g_queue_push_tail_link(&st->pending, &p->link);
 }
 
@@ -1324,7 +1394,8 @@ handle_response(OtsSession *s, S7State *st, OtsDirection dir, KeyKind kind, guin
             problem(&w, "response_without_request", "response to reference %u", key);
     }
     emit_transaction(s, kind, p, msg, len, cotp_type, dir, szl);
-    g_free(p);
+    if (p)
+        pending_free(s, p);
 }
 
 /* Userdata response reassembly (SZL lists longer than one PDU). Returns
@@ -1334,30 +1405,48 @@ ud_reassemble(OtsSession *s, S7State *st, OtsDirection dir, const UdParams *u, O
 {
     if (!u->has_ref || !u->has_data)
         return FALSE;
+    const guint8 *v = u->payload.data + u->payload.pos;
+    gsize n = ots_reader_remaining(&u->payload);
     if (u->last_unit != 0) {
         if (!st->ud_active || st->ud_ref != u->dataunit_ref) {
-            g_byte_array_set_size(st->ud, 0);
+            st->ud.len = 0;
             st->ud_active = TRUE;
             st->ud_ref = u->dataunit_ref;
         }
-        if (st->ud->len + ots_reader_remaining(&u->payload) > MAX_SZL_BUF) {
+        if (st->ud.len + n > MAX_SZL_BUF) {
             Walk w = {.s = s, .dir = dir};
             problem(&w, "reassembly_overflow", "userdata data unit over %u bytes", MAX_SZL_BUF);
             st->ud_active = FALSE;
+            rebuf_clear(s, &st->ud);
             return FALSE;
         }
-        g_byte_array_append(st->ud, u->payload.data + u->payload.pos,
-                            (guint)ots_reader_remaining(&u->payload));
+        if (!rebuf_append(s, &st->ud, v, n, MAX_SZL_BUF)) {
+            Walk w = {.s = s, .dir = dir};
+            problem(&w, "memcap",
+                    "flows.memcap_mb reached: userdata data unit of %" G_GSIZE_FORMAT
+                    " bytes dropped",
+                    st->ud.len + n);
+            st->ud_active = FALSE;
+            rebuf_clear(s, &st->ud);
+        }
         return FALSE;
     }
     if (!st->ud_active || st->ud_ref != u->dataunit_ref)
         return FALSE;
     st->ud_active = FALSE;
-    if (st->ud->len + ots_reader_remaining(&u->payload) > MAX_SZL_BUF)
+    if (st->ud.len + n > MAX_SZL_BUF) {
+        rebuf_clear(s, &st->ud);
         return FALSE;
-    g_byte_array_append(st->ud, u->payload.data + u->payload.pos,
-                        (guint)ots_reader_remaining(&u->payload));
-    ots_reader_init(out, st->ud->data, st->ud->len);
+    }
+    if (!rebuf_append(s, &st->ud, v, n, MAX_SZL_BUF)) {
+        Walk w = {.s = s, .dir = dir};
+        problem(&w, "memcap",
+                "flows.memcap_mb reached: userdata data unit of %" G_GSIZE_FORMAT " bytes dropped",
+                st->ud.len + n);
+        rebuf_clear(s, &st->ud);
+        return FALSE;
+    }
+    ots_reader_init(out, st->ud.data, st->ud.len);
     return TRUE;
 }
 
@@ -1403,6 +1492,8 @@ handle_s7(OtsSession *s, S7State *st, OtsDirection dir, const guint8 *msg, gsize
             OtsReader a = szl;
             emit_szl_asset(s, &a);
         }
+        if (reassembled)
+            rebuf_clear(s, &st->ud); /* @szl pointed into it */
         return;
     }
     if (h.rosctr == ROSCTR_JOB) {
@@ -1499,22 +1590,32 @@ handle_tpdu(OtsSession *s, S7State *st, OtsDirection dir, OtsReader *t)
         const guint8 *payload = all + li + 1;
         gsize plen = all_len - li - 1u;
         gboolean eot = (nr & 0x80) != 0;
-        GByteArray *buf = st->dt[dir];
+        ReBuf *buf = &st->dt[dir];
         if (!eot || buf->len > 0) {
             if (st->dt_overflow[dir] || buf->len + plen > max_msg(s)) {
                 if (!st->dt_overflow[dir])
                     problem(&w, "reassembly_overflow",
                             "COTP DT sequence over %" G_GSIZE_FORMAT " bytes", max_msg(s));
                 st->dt_overflow[dir] = !eot;
-                g_byte_array_set_size(buf, 0);
+                rebuf_clear(s, buf);
                 return;
             }
-            g_byte_array_append(buf, payload, (guint)plen);
+            if (!rebuf_append(s, buf, payload, plen, max_msg(s))) {
+                /* The rest of the sequence is skipped as after an overflow. */
+                problem(&w, "memcap",
+                        "flows.memcap_mb reached: COTP DT sequence of %" G_GSIZE_FORMAT
+                        " bytes dropped",
+                        buf->len + plen);
+                st->dt_overflow[dir] = !eot;
+                rebuf_clear(s, buf);
+                return;
+            }
             if (!eot)
                 return;
-            g_autoptr(GByteArray) whole = st->dt[dir];
-            st->dt[dir] = g_byte_array_new();
-            handle_message(s, st, dir, whole->data, whole->len);
+            ReBuf whole = *buf;
+            *buf = (ReBuf){0};
+            handle_message(s, st, dir, whole.data, whole.len);
+            rebuf_clear(s, &whole);
             return;
         }
         st->dt_overflow[dir] = FALSE;
@@ -1639,7 +1740,7 @@ s7comm_parse(OtsSession *s, gpointer state, OtsDirection dir, OtsReader *r)
             else
                 problem(&w, "bad_tpkt", "TPKT length %u below %u", len, TPKT_MIN_LEN);
             st->resync[dir] = TRUE;
-            g_byte_array_set_size(st->dt[dir], 0);
+            rebuf_clear(s, &st->dt[dir]);
             ots_reader_skip(r, 1);
             continue;
         }
@@ -1665,12 +1766,11 @@ s7comm_state_new(OtsSession *s)
 {
     S7State *st = g_new0(S7State, 1);
     g_queue_init(&st->pending);
-    st->dt[0] = g_byte_array_new();
-    st->dt[1] = g_byte_array_new();
-    st->ud = g_byte_array_new();
     return st;
 }
 
+/* flow_end() has drained and refunded everything; whatever is left was
+ * charged to the flow and the core refunds it when the flow goes. */
 static void
 s7comm_state_free(gpointer state)
 {
@@ -1678,9 +1778,9 @@ s7comm_state_free(gpointer state)
     GList *l;
     while ((l = g_queue_pop_head_link(&st->pending)))
         g_free(l->data);
-    g_byte_array_unref(st->dt[0]);
-    g_byte_array_unref(st->dt[1]);
-    g_byte_array_unref(st->ud);
+    g_free(st->dt[0].data);
+    g_free(st->dt[1].data);
+    g_free(st->ud.data);
     g_free(st);
 }
 
@@ -1690,9 +1790,11 @@ s7comm_gap(OtsSession *s, gpointer state, OtsDirection dir, guint32 len)
     S7State *st = state;
     st->resync[dir] = TRUE;
     /* A COTP DT sequence with a hole cannot be completed. */
-    g_byte_array_set_size(st->dt[dir], 0);
-    if (dir == OTS_DIR_TO_CLIENT)
+    rebuf_clear(s, &st->dt[dir]);
+    if (dir == OTS_DIR_TO_CLIENT) {
         st->ud_active = FALSE;
+        rebuf_clear(s, &st->ud);
+    }
 }
 
 static void
@@ -1701,6 +1803,9 @@ s7comm_flow_end(OtsSession *s, gpointer state)
     S7State *st = state;
     while (st->pending.head)
         pending_unanswered(s, st, st->pending.head->data);
+    rebuf_clear(s, &st->dt[0]);
+    rebuf_clear(s, &st->dt[1]);
+    rebuf_clear(s, &st->ud);
 }
 
 static void

@@ -661,6 +661,123 @@ test_unanswered_and_bounded(void)
     check_clean(h);
 }
 
+/* ---- memory budget (flows.memcap_mb) ---------------------------------------- */
+
+#define GET_ATTR BYTES(0x0e, 3, 0x20, 0x01, 0x24, 0x01, 0x30, 0x07)
+#define GET_ATTR_REPLY BYTES(0x8e, 0, 0, 0, 3, 'A', 'B', 'C')
+/* Multiple Service Packet with two Get_Attribute_Single. */
+#define MSP                                                                                        \
+    BYTES(0x0a, 2, 0x20, 0x02, 0x24, 0x01, 2, 0, 6, 0, 12, 0, 0x0e, 2, 0x20, 0x01, 0x24, 0x01,     \
+          0x0e, 2, 0x20, 0x01, 0x24, 0x02)
+
+/* Whatever a kept request charged is refunded: paired, expired, evicted,
+ * at flow end. */
+static void
+test_memcap_balanced(void)
+{
+    g_autoptr(OtsHarness) h = harness();
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+    send_rr(h, REQ, 5, GET_ATTR);
+    gsize one = ots_harness_mem_used(h);
+    /* Kept without the Multiple Service Packet entries it does not use. */
+    CU_ASSERT(one > 0 && one < 1024);
+    send_rr(h, RSP, 5, GET_ATTR_REPLY);
+    FIELD(h, tx(h, 0), "status", "\"ok\"");
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+
+    send_rr(h, REQ, 6, MSP);
+    CU_ASSERT(ots_harness_mem_used(h) > one);
+    send_rr(h, RSP, 6, BYTES(0x8a, 0, 0, 0, 2, 0, 6, 0, 10, 0, 0x8e, 0, 0, 0, 0x8e, 0, 0, 0));
+    FIELD(h, tx(h, 1), "status", "\"ok\"");
+    FIELD(h, tx(h, 1), "cip.services.1.instance", "2");
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+
+    send_rr(h, REQ, 7, GET_ATTR);
+    ots_harness_tick(h, T0 + 31 * G_USEC_PER_SEC);
+    FIELD(h, tx(h, 2), "status", "\"unanswered\"");
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+
+    for (guint k = 0; k < 130; k++)
+        send_rr(h, REQ, (guint8)k, GET_ATTR);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 5);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 128 * one);
+    ots_harness_end(h);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 133);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+    CU_ASSERT_EQUAL(ots_harness_memcap_refused(h), 0);
+    check_clean(h);
+}
+
+/* No budget left: each request is reported at once, unanswered. */
+static void
+test_memcap_refused(void)
+{
+    g_autoptr(OtsHarness) h = harness();
+    ots_harness_set_memcap(h, 1);
+    send_rr(h, REQ, 5, GET_ATTR);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 1);
+    gint i = tx(h, 0);
+    FIELD(h, i, "status", "\"unanswered\"");
+    FIELD(h, i, "function_name", "\"get_attribute_single\"");
+    FIELD(h, i, "cip.attribute", "7");
+    FIELD(h, i, "enip.sender_context", "\"0500000000000000\"");
+    ABSENT(h, i, "enip.response");
+    CU_ASSERT(ots_harness_memcap_refused(h) > 0);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+    send_rr(h, REQ, 6, MSP);
+    FIELD(h, tx(h, 1), "status", "\"unanswered\"");
+    FIELD(h, tx(h, 1), "cip.service_count", "2");
+    /* Its reply then has no request. */
+    send_rr(h, RSP, 5, GET_ATTR_REPLY);
+    FIELD(h, tx(h, 2), "status", "\"no_request\"");
+    CU_ASSERT_EQUAL(alerts(h, "response_without_request"), 1);
+    ots_harness_end(h);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 3);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+    CU_ASSERT_EQUAL(ots_harness_invalid_events(h), 0);
+
+    /* UDP discovery alike. */
+    g_autoptr(OtsHarness) u = harness_l4(OTS_L4_UDP, 44818);
+    ots_harness_set_memcap(u, 1);
+    send(u, REQ, 0x63, 0, 0, 1, NULL, 0);
+    FIELD(u, tx(u, 0), "function_name", "\"list_identity\"");
+    FIELD(u, tx(u, 0), "status", "\"unanswered\"");
+    CU_ASSERT_EQUAL(ots_harness_mem_used(u), 0);
+}
+
+/* Room for one request: the oldest is let go (unanswered) for the next; a
+ * request that still does not fit is reported at once. */
+static void
+test_memcap_evicts_oldest(void)
+{
+    g_autoptr(OtsHarness) h = harness();
+    send_rr(h, REQ, 1, GET_ATTR);
+    gsize one = ots_harness_mem_used(h);
+    ots_harness_set_memcap(h, one);
+    send_rr(h, REQ, 2, GET_ATTR);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 1);
+    FIELD(h, tx(h, 0), "status", "\"unanswered\"");
+    FIELD(h, tx(h, 0), "enip.sender_context", "\"0100000000000000\"");
+    CU_ASSERT(ots_harness_memcap_refused(h) > 0);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), one);
+    send_rr(h, RSP, 2, GET_ATTR_REPLY);
+    FIELD(h, tx(h, 1), "status", "\"ok\"");
+    FIELD(h, tx(h, 1), "enip.sender_context", "\"0200000000000000\"");
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+
+    /* Larger than the whole budget: the oldest goes, then this one too. */
+    send_rr(h, REQ, 3, GET_ATTR);
+    send_rr(h, REQ, 4, MSP);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 4);
+    FIELD(h, tx(h, 2), "enip.sender_context", "\"0300000000000000\"");
+    FIELD(h, tx(h, 2), "status", "\"unanswered\"");
+    FIELD(h, tx(h, 3), "enip.sender_context", "\"0400000000000000\"");
+    FIELD(h, tx(h, 3), "status", "\"unanswered\"");
+    FIELD(h, tx(h, 3), "cip.services.1.instance", "2");
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+    check_clean(h);
+}
+
 /* ---- connected I/O --------------------------------------------------------- */
 
 static void
@@ -762,6 +879,9 @@ static CU_TestInfo enip_tests[] = {
     {"malformed_cpf_and_path", test_malformed_cpf_and_path},
     {"response_without_request", test_response_without_request},
     {"unanswered_and_bounded", test_unanswered_and_bounded},
+    {"memcap_balanced", test_memcap_balanced},
+    {"memcap_refused", test_memcap_refused},
+    {"memcap_evicts_oldest", test_memcap_evicts_oldest},
     {"io_counted_per_connection", test_io_counted_per_connection},
     {"garbage_udp", test_garbage_udp},
     {"mutations", test_mutations},

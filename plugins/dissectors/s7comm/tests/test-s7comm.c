@@ -860,6 +860,202 @@ test_plus(void)
     CU_ASSERT_EQUAL(ots_harness_invalid_events(h), 0);
 }
 
+/* ---- memory budget (flows.memcap_mb) ------------------------------------ */
+
+/* SZL read request (userdata, group 4, subfunction 1) with PDU reference @ref. */
+static void
+send_szl_req(OtsHarness *h, guint8 ref)
+{
+    guint8 m[] = {0x32, 0x07, 0x00, 0x00, ref,  0x00, 0x00, 0x08, 0x00, 0x08, 0x00, 0x01, 0x12,
+                  0x04, 0x11, 0x44, 0x01, 0x00, 0xff, 0x09, 0x00, 0x04, 0x00, 0x1c, 0x00, 0x00};
+    send(h, REQ, m, sizeof(m));
+}
+
+/* One data unit of an SZL read response to reference @ref: @more when
+ * further units follow, @n bytes of SZL payload. */
+static void
+send_szl_unit(OtsHarness *h, guint8 ref, gboolean more, const guint8 *payload, gsize n)
+{
+    guint8 m[1024] = {0x32, 0x07, 0x00, 0x00, ref,  0x00, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x01, 0x12,
+                      0x08, 0x12, 0x84, 0x01, 0x02, 0xd5, 0x00, 0x00, 0x00, 0xff, 0x09, 0x00, 0x00};
+    g_assert(26 + n <= sizeof(m));
+    m[8] = (guint8)((n + 4) >> 8);
+    m[9] = (guint8)(n + 4);
+    m[19] = more ? 1 : 0;
+    m[24] = (guint8)(n >> 8);
+    m[25] = (guint8)n;
+    memcpy(m + 26, payload, n);
+    send(h, RSP, m, 26 + n);
+}
+
+/* Whatever a request, a reassembly or an expiry charged is refunded. */
+static void
+test_memcap_balanced(void)
+{
+    g_autoptr(OtsHarness) h = harness();
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+    send(h, REQ, write_req, sizeof(write_req));
+    CU_ASSERT(ots_harness_mem_used(h) > sizeof(write_req));
+    send(h, RSP, write_rsp, sizeof(write_rsp));
+    FIELD(h, tx(h, 0), "status", "\"ok\"");
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+
+    /* Expired on tick. */
+    send(h, REQ, write_req, sizeof(write_req));
+    ots_harness_tick(h, T0 + 31 * G_USEC_PER_SEC);
+    FIELD(h, tx(h, 1), "status", "\"unanswered\"");
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+
+    /* Evicted by a reused reference, then paired. */
+    send(h, REQ, write_req, sizeof(write_req));
+    send(h, REQ, write_req, sizeof(write_req));
+    FIELD(h, tx(h, 2), "status", "\"unanswered\"");
+    send(h, RSP, write_rsp, sizeof(write_rsp));
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+
+    /* COTP DT reassembly. */
+    guint8 a[32] = {0x03, 0x00, 0x00, 0x0f, 0x02, 0xf0, 0x00};
+    memcpy(a + 7, setup_req, 8);
+    guint8 b[32] = {0x03, 0x00, 0x00, 0x11, 0x02, 0xf0, 0x81};
+    memcpy(b + 7, setup_req + 8, 10);
+    ots_harness_feed(h, REQ, a, 15);
+    CU_ASSERT(ots_harness_mem_used(h) > 0);
+    ots_harness_feed(h, REQ, b, 17);
+    send(h, RSP, setup_rsp, sizeof(setup_rsp));
+    FIELD(h, tx(h, 4), "function_name", "\"setup_communication\"");
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+
+    /* SZL data units reassembled over two responses. */
+    static const guint8 unit1[] = {0x00, 0x1c, 0x00, 0x00, 0x00, 0x22, 0x00, 0x01, 0x00, 0x01};
+    guint8 unit2[32];
+    memset(unit2, 0, sizeof(unit2));
+    memcpy(unit2, "PLANT-PLC", 9);
+    send_szl_req(h, 7);
+    send_szl_unit(h, 7, TRUE, unit1, sizeof(unit1));
+    CU_ASSERT(ots_harness_mem_used(h) > 0);
+    send_szl_req(h, 8);
+    send_szl_unit(h, 8, FALSE, unit2, sizeof(unit2));
+    FIELD(h, ots_harness_find(h, "asset", 0), "name", "\"PLANT-PLC\"");
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+
+    /* Flow end. */
+    send(h, REQ, write_req, sizeof(write_req));
+    ots_harness_feed(h, REQ, a, 15);
+    ots_harness_end(h);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+    CU_ASSERT_EQUAL(ots_harness_memcap_refused(h), 0);
+    check_clean(h);
+}
+
+/* No budget left: each request is reported at once, unanswered. */
+static void
+test_memcap_refused(void)
+{
+    g_autoptr(OtsHarness) h = harness();
+    ots_harness_set_memcap(h, 1);
+    send(h, REQ, write_req, sizeof(write_req));
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 1);
+    FIELD(h, tx(h, 0), "function_name", "\"write_var\"");
+    FIELD(h, tx(h, 0), "status", "\"unanswered\"");
+    FIELD(h, tx(h, 0), "s7comm.request.pdu_ref", "6144");
+    ABSENT(h, tx(h, 0), "s7comm.response");
+    CU_ASSERT(ots_harness_memcap_refused(h) > 0);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+
+    /* COTP connect and S7comm-plus requests alike. */
+    ots_harness_feed(h, REQ,
+                     PDU(0x03, 0x00, 0x00, 0x16, 0x11, 0xe0, 0x00, 0x00, 0x00, 0x01, 0x00, 0xc0,
+                         0x01, 0x0a, 0xc1, 0x02, 0x01, 0x00, 0xc2, 0x02, 0x01, 0x01));
+    FIELD(h, tx(h, 1), "function_name", "\"cotp_connect\"");
+    FIELD(h, tx(h, 1), "status", "\"unanswered\"");
+    guint8 m[64];
+    gsize n = plus_msg(m, 1, FALSE,
+                       PDU(0x31, 0x00, 0x00, 0x04, 0xca, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x01,
+                           0x20, 0x36, 0x00));
+    send(h, REQ, m, n);
+    FIELD(h, tx(h, 2), "function_name", "\"create_object\"");
+    FIELD(h, tx(h, 2), "status", "\"unanswered\"");
+
+    /* Its response then has no request. */
+    send(h, RSP, write_rsp, sizeof(write_rsp));
+    FIELD(h, tx(h, 3), "status", "\"no_request\"");
+    CU_ASSERT_EQUAL(alerts(h, "response_without_request"), 1);
+    ots_harness_end(h);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 4);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+    CU_ASSERT_EQUAL(ots_harness_invalid_events(h), 0);
+}
+
+/* Room for one request: the oldest is let go (unanswered) for the next. */
+static void
+test_memcap_evicts_oldest(void)
+{
+    g_autoptr(OtsHarness) h = harness();
+    send(h, REQ, write_req, sizeof(write_req));
+    gsize one = ots_harness_mem_used(h);
+    ots_harness_set_memcap(h, one);
+    send(h, REQ, setup_req, sizeof(setup_req));
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 1);
+    FIELD(h, tx(h, 0), "function_name", "\"write_var\"");
+    FIELD(h, tx(h, 0), "status", "\"unanswered\"");
+    CU_ASSERT(ots_harness_memcap_refused(h) > 0);
+    CU_ASSERT(ots_harness_mem_used(h) > 0);
+    CU_ASSERT(ots_harness_mem_used(h) <= one);
+    send(h, RSP, setup_rsp, sizeof(setup_rsp));
+    FIELD(h, tx(h, 1), "function_name", "\"setup_communication\"");
+    FIELD(h, tx(h, 1), "status", "\"ok\"");
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+    check_clean(h);
+}
+
+/* Reassembly buffers the budget refuses: the partial message is dropped
+ * with a memcap anomaly. */
+static void
+test_memcap_reassembly(void)
+{
+    g_autoptr(OtsHarness) h = harness();
+    /* SZL: room for the request but not for the data unit. */
+    send_szl_req(h, 7);
+    ots_harness_set_memcap(h, ots_harness_mem_used(h) + 16);
+    static const guint8 unit1[] = {0x00, 0x1c, 0x00, 0x00, 0x00, 0x22, 0x00, 0x01, 0x00, 0x01};
+    send_szl_unit(h, 7, TRUE, unit1, sizeof(unit1));
+    CU_ASSERT_EQUAL(alerts(h, "memcap"), 1);
+    CU_ASSERT(ots_harness_memcap_refused(h) > 0);
+    FIELD(h, tx(h, 0), "status", "\"ok\"");
+    FIELD(h, tx(h, 0), "s7comm.response.fragment", "true");
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+    guint8 unit2[32];
+    memset(unit2, ' ', sizeof(unit2));
+    send_szl_req(h, 8);
+    send_szl_unit(h, 8, FALSE, unit2, sizeof(unit2));
+    FIELD(h, tx(h, 1), "status", "\"ok\"");
+    CU_ASSERT_EQUAL(ots_harness_count(h, "asset"), 0);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+
+    /* COTP DT: no budget at all; the rest of the sequence is skipped. */
+    ots_harness_set_memcap(h, 1);
+    guint8 a[32] = {0x03, 0x00, 0x00, 0x0f, 0x02, 0xf0, 0x00};
+    memcpy(a + 7, setup_req, 8);
+    guint8 b[32] = {0x03, 0x00, 0x00, 0x11, 0x02, 0xf0, 0x81};
+    memcpy(b + 7, setup_req + 8, 10);
+    ots_harness_feed(h, REQ, a, 15);
+    ots_harness_feed(h, REQ, b, 17);
+    CU_ASSERT_EQUAL(alerts(h, "memcap"), 2);
+    CU_ASSERT_EQUAL(ots_harness_count(h, "transaction"), 2);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+
+    /* With the budget back, the same sequence goes through. */
+    ots_harness_set_memcap(h, 0);
+    ots_harness_feed(h, REQ, a, 15);
+    ots_harness_feed(h, REQ, b, 17);
+    send(h, RSP, setup_rsp, sizeof(setup_rsp));
+    FIELD(h, tx(h, 2), "function_name", "\"setup_communication\"");
+    FIELD(h, tx(h, 2), "status", "\"ok\"");
+    ots_harness_end(h);
+    CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
+    CU_ASSERT_EQUAL(ots_harness_invalid_events(h), 0);
+}
+
 static CU_TestInfo s7comm_tests[] = {
     {"descriptor", test_descriptor},
     {"probe", test_probe},
@@ -887,6 +1083,10 @@ static CU_TestInfo s7comm_tests[] = {
     {"unanswered tick", test_unanswered_tick},
     {"reused pdu ref", test_reused_pdu_ref},
     {"s7comm-plus", test_plus},
+    {"memcap balanced", test_memcap_balanced},
+    {"memcap refused", test_memcap_refused},
+    {"memcap evicts oldest", test_memcap_evicts_oldest},
+    {"memcap reassembly", test_memcap_reassembly},
     CU_TEST_INFO_NULL,
 };
 
