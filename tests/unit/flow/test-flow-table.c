@@ -675,13 +675,13 @@ test_stress(void)
     for (guint i = 0; i < N_TUPLES; i++) {
         char src[64], dst[64];
         if (i % 5 == 0) {
-            g_snprintf(src, sizeof(src), "fd00::%x:%x", g_rand_int_range(rand, 0, 4),
+            g_snprintf(src, sizeof(src), "2001:db8::%x:%x", g_rand_int_range(rand, 0, 4),
                        g_rand_int_range(rand, 0, 65536));
-            g_snprintf(dst, sizeof(dst), "fd00::1:%x", g_rand_int_range(rand, 0, 8));
+            g_snprintf(dst, sizeof(dst), "2001:db8::1:%x", g_rand_int_range(rand, 0, 8));
         } else {
-            g_snprintf(src, sizeof(src), "10.0.%d.%d", g_rand_int_range(rand, 0, 4),
+            g_snprintf(src, sizeof(src), "127.0.%d.%d", g_rand_int_range(rand, 0, 4),
                        g_rand_int_range(rand, 1, 255));
-            g_snprintf(dst, sizeof(dst), "10.1.0.%d", g_rand_int_range(rand, 1, 8));
+            g_snprintf(dst, sizeof(dst), "127.1.0.%d", g_rand_int_range(rand, 1, 8));
         }
         tuples[i] =
             pkt(src, (guint16)g_rand_int_range(rand, 1024, 1100), dst,

@@ -920,14 +920,14 @@ static void
 test_forwarded_and_routed(void)
 {
     g_autoptr(OtsHarness) h = harness();
-    /* I-Am forwarded by a BBMD for 192.168.1.10:47808, from network 5 MAC 7 */
+    /* I-Am forwarded by a BBMD for 127.0.1.10:47808, from network 5 MAC 7 */
     send_bvlc(h, B, 0x04,
-              BYTES(192, 168, 1, 10, 0xba, 0xc0, 0x01, 0x08, 0x00, 0x05, 0x01, 0x07, 0x10, 0x00,
+              BYTES(127, 0, 1, 10, 0xba, 0xc0, 0x01, 0x08, 0x00, 0x05, 0x01, 0x07, 0x10, 0x00,
                     0xc4, 0x02, 0x00, 0x00, 0x05, 0x21, 0x32, 0x91, 0x03, 0x21, 0x08));
     gint i = tx(h, 0);
     FIELD(h, i, "bacnet.request.bvlc_function", "4");
     FIELD(h, i, "bacnet.request.bvlc_function_name", "\"forwarded_npdu\"");
-    FIELD(h, i, "bacnet.request.forwarded_from", "\"192.168.1.10:47808\"");
+    FIELD(h, i, "bacnet.request.forwarded_from", "\"127.0.1.10:47808\"");
     FIELD(h, i, "bacnet.request.npdu.snet", "5");
     FIELD(h, i, "bacnet.request.npdu.sadr", "\"07\"");
     FIELD(h, i, "bacnet.request.segmentation_supported_name", "\"none\"");

@@ -117,7 +117,7 @@ identity_reply(guint8 *b)
 {
     static const guint8 item[] = {
         1,    0, /* encapsulation version */
-        0,    2,    0xaf, 0x12, 10,  1,   1,   164, 0,    0,   0,
+        0,    2,    0xaf, 0x12, 127, 0,   1,   164, 0,    0,   0,
         0,    0,    0,    0,    0,                           /* sockaddr (BE) */
         1,    0,    12,   0,    58,  0,   3,   7,   0x30, 0, /* vendor, type, code, rev 3.7, status
                                                               */
@@ -223,7 +223,7 @@ test_list_identity(void)
     FIELD(h, a, "firmware", "\"3.007\"");
     FIELD(h, a, "serial", "\"0x12345678\"");
     FIELD(h, a, "model", "\"communications_adapter\"");
-    FIELD(h, a, "enip.socket_address", "\"10.1.1.164\"");
+    FIELD(h, a, "enip.socket_address", "\"127.0.1.164\"");
     FIELD(h, a, "enip.socket_port", "44818");
     check_clean(h);
 }
