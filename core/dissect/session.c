@@ -270,6 +270,26 @@ ots_session_begin_anomaly(OtsSession *s, OtsDirection dir, const char *code, con
     return e;
 }
 
+OtsEvent *
+ots_session_begin_anomalyv(OtsSession *s, OtsDirection dir, const char *code, const char *format,
+                           va_list args)
+{
+    char message[OTS_ANOMALY_MESSAGE_MAX];
+    g_vsnprintf(message, sizeof(message), format, args);
+    return ots_session_begin_anomaly(s, dir, code, message);
+}
+
+OtsEvent *
+ots_session_begin_anomalyf(OtsSession *s, OtsDirection dir, const char *code, const char *format,
+                           ...)
+{
+    va_list args;
+    va_start(args, format);
+    OtsEvent *e = ots_session_begin_anomalyv(s, dir, code, format, args);
+    va_end(args);
+    return e;
+}
+
 void
 ots_session_anomaly(OtsSession *s, OtsDirection dir, const char *code, const char *message)
 {

@@ -140,6 +140,34 @@ OtsEvent *ots_session_begin_anomaly(OtsSession *s, OtsDirection dir, const char 
 /* Shorthand: begin_anomaly + commit. */
 void ots_session_anomaly(OtsSession *s, OtsDirection dir, const char *code, const char *message);
 
+/* Since ABI 1.2: ots_session_begin_anomaly() with the message formatted
+ * printf-style (at most OTS_ANOMALY_MESSAGE_MAX - 1 bytes, cut beyond). */
+#define OTS_ANOMALY_MESSAGE_MAX 160
+OtsEvent *ots_session_begin_anomalyf(OtsSession *s, OtsDirection dir, const char *code,
+                                     const char *format, ...) G_GNUC_PRINTF(4, 5);
+OtsEvent *ots_session_begin_anomalyv(OtsSession *s, OtsDirection dir, const char *code,
+                                     const char *format, va_list args) G_GNUC_PRINTF(4, 0);
+
+/* The codes already raised for the PDU being parsed, so that a PDU with
+ * many faults of one kind gives one alert per kind. Zero it per PDU. */
+typedef struct {
+    const char *code[4];
+} OtsAnomalyOnce;
+
+/* TRUE the first time @code is seen in @once (also once @once is full:
+ * then every further code is raised). @code is a static string. */
+static inline gboolean
+ots_anomaly_once(OtsAnomalyOnce *once, const char *code)
+{
+    guint i;
+    for (i = 0; i < G_N_ELEMENTS(once->code) && once->code[i]; i++)
+        if (once->code[i] == code || g_strcmp0(once->code[i], code) == 0)
+            return FALSE;
+    if (i < G_N_ELEMENTS(once->code))
+        once->code[i] = code;
+    return TRUE;
+}
+
 void ots_event_add_uint(OtsEvent *e, const char *key, guint64 value);
 void ots_event_add_int(OtsEvent *e, const char *key, gint64 value);
 void ots_event_add_bool(OtsEvent *e, const char *key, gboolean value);

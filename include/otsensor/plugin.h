@@ -22,7 +22,8 @@ G_BEGIN_DECLS
 
 #define OTS_ABI_MAJOR 1
 /* 1.1: OtsTransportInfo.status and .set_reconnect_func
- * 1.2: ots_session_charge() / ots_session_refund() (the memory budget) */
+ * 1.2: ots_session_charge() / ots_session_refund() (the memory budget),
+ *      ots_session_begin_anomalyf() / ots_session_begin_anomalyv() */
 #define OTS_ABI_MINOR 2
 
 /* Kept for the names STYLE.md uses; the whole SDK shares one ABI version. */

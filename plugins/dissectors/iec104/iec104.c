@@ -343,7 +343,7 @@ typedef struct {
     gint type; /* -1 until known */
     gint cot;
     gint ca;
-    const char *raised[4]; /* codes already raised for this APDU */
+    OtsAnomalyOnce raised; /* codes already raised for this APDU */
 } Walk;
 
 static void problem(Walk *w, const char *code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
@@ -355,20 +355,12 @@ problem(Walk *w, const char *code, const char *fmt, ...)
     if (!w->s || w->e)
         return;
     /* One alert per code and APDU is enough to say what is wrong. */
-    guint i;
-    for (i = 0; i < G_N_ELEMENTS(w->raised) && w->raised[i]; i++)
-        if (strcmp(w->raised[i], code) == 0)
-            return;
-    if (i < G_N_ELEMENTS(w->raised))
-        w->raised[i] = code;
-
-    char msg[160];
+    if (!ots_anomaly_once(&w->raised, code))
+        return;
     va_list ap;
     va_start(ap, fmt);
-    g_vsnprintf(msg, sizeof(msg), fmt, ap);
+    OtsEvent *a = ots_session_begin_anomalyv(w->s, w->dir, code, fmt, ap);
     va_end(ap);
-
-    OtsEvent *a = ots_session_begin_anomaly(w->s, w->dir, code, msg);
     if (!a)
         return;
     ots_event_begin_object(a, "iec104");

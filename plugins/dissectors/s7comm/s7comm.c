@@ -333,7 +333,7 @@ typedef struct {
     OtsDirection dir;
     const char *proto_obj; /* "s7comm" or "s7comm_plus" */
     guint problems;
-    const char *raised[4];
+    OtsAnomalyOnce raised; /* codes already raised for this PDU */
 } Walk;
 
 static void problem(Walk *w, const char *code, const char *fmt, ...) G_GNUC_PRINTF(3, 4);
@@ -344,19 +344,14 @@ problem(Walk *w, const char *code, const char *fmt, ...)
     w->problems++;
     if (!w->s || w->e)
         return;
-    guint i;
-    for (i = 0; i < G_N_ELEMENTS(w->raised) && w->raised[i]; i++)
-        if (strcmp(w->raised[i], code) == 0)
-            return;
-    if (i < G_N_ELEMENTS(w->raised))
-        w->raised[i] = code;
-
-    char msg[160];
+    if (!ots_anomaly_once(&w->raised, code))
+        return;
     va_list ap;
     va_start(ap, fmt);
-    g_vsnprintf(msg, sizeof(msg), fmt, ap);
+    OtsEvent *a = ots_session_begin_anomalyv(w->s, w->dir, code, fmt, ap);
     va_end(ap);
-    ots_session_anomaly(w->s, w->dir, code, msg);
+    if (a)
+        ots_event_commit(a);
 }
 
 static void
