@@ -119,6 +119,18 @@ struct _OtsPipeline {
     gboolean started;
 };
 
+/* The count for @key in @t ("proto.code" -> guint64), made 0 if new. */
+static guint64 *
+counter_slot(GHashTable *t, const char *key)
+{
+    guint64 *n = g_hash_table_lookup(t, key);
+    if (!n) {
+        n = g_new0(guint64, 1);
+        g_hash_table_insert(t, g_strdup(key), n);
+    }
+    return n;
+}
+
 static void
 shard_snapshot(Shard *sh, gboolean finished)
 {
@@ -136,14 +148,8 @@ shard_snapshot(Shard *sh, gboolean finished)
         GHashTableIter it;
         gpointer k, v;
         g_hash_table_iter_init(&it, sh->writer.anomaly_counts);
-        while (g_hash_table_iter_next(&it, &k, &v)) {
-            guint64 *n = g_hash_table_lookup(sh->snap_anomalies, k);
-            if (!n) {
-                n = g_new0(guint64, 1);
-                g_hash_table_insert(sh->snap_anomalies, g_strdup(k), n);
-            }
-            *n = *(guint64 *)v;
-        }
+        while (g_hash_table_iter_next(&it, &k, &v))
+            *counter_slot(sh->snap_anomalies, k) = *(guint64 *)v;
     }
     g_mutex_unlock(&sh->snap_lock);
 }
@@ -416,7 +422,6 @@ handle_packet(Worker *w, const struct pcap_pkthdr *h, const guint8 *data)
         pkt.truncated = TRUE;
     }
     gsize need = sizeof(gint64) + sizeof(pkt) + ((pkt.payload_len + 7u) & ~(gsize)7u);
-    need = MIN(need, (gsize)CHUNK_BYTES);
     if (sh->filling->used + need > CHUNK_BYTES && !shard_send(w, sh))
         return;
     Chunk *c = sh->filling;
@@ -871,14 +876,8 @@ ots_pipeline_get_anomalies(OtsPipeline *p)
             GHashTableIter it;
             gpointer key, v;
             g_hash_table_iter_init(&it, sh->snap_anomalies);
-            while (g_hash_table_iter_next(&it, &key, &v)) {
-                guint64 *n = g_hash_table_lookup(sum, key);
-                if (!n) {
-                    n = g_new0(guint64, 1);
-                    g_hash_table_insert(sum, g_strdup(key), n);
-                }
-                *n += *(guint64 *)v;
-            }
+            while (g_hash_table_iter_next(&it, &key, &v))
+                *counter_slot(sum, key) += *(guint64 *)v;
             g_mutex_unlock(&sh->snap_lock);
         }
     }

@@ -30,12 +30,21 @@ struct _OtsSession {
     gsize charged; /* bytes counted in ctx->stats.mem_used for this session */
 };
 
-/* The thread's memory budget (OtsDissectContext.mem_cap). */
+/* What the thread's memory budget (OtsDissectContext.mem_cap) has left;
+ * G_MAXSIZE without a cap. */
+static inline gsize
+budget_left(const OtsDissectContext *ctx)
+{
+    if (!ctx->mem_cap)
+        return G_MAXSIZE;
+    return ctx->mem_cap > ctx->stats.mem_used ? ctx->mem_cap - ctx->stats.mem_used : 0;
+}
+
 static gboolean
 budget_charge(OtsSession *s, gsize bytes)
 {
     OtsDissectContext *ctx = s->ctx;
-    if (ctx->mem_cap && ctx->stats.mem_used + bytes > ctx->mem_cap) {
+    if (bytes > budget_left(ctx)) {
         ctx->stats.memcap_refused += bytes;
         return FALSE;
     }
@@ -377,8 +386,7 @@ keep_pending(OtsSession *s, OtsDirection dir, const guint8 *rest, gsize n)
         return;
     }
     gboolean in_place = p->len && rest >= p->data && rest < p->data + p->len;
-    if (!in_place && n > p->cap && s->ctx->mem_cap &&
-        s->ctx->stats.mem_used + (n - p->cap) > s->ctx->mem_cap) {
+    if (!in_place && n > p->cap && n - p->cap > budget_left(s->ctx)) {
         /* The thread's budget is spent: skip, as for a PDU too large. */
         s->ctx->stats.memcap_refused += n;
         ots_session_anomaly(s, dir, "memcap",
@@ -587,14 +595,12 @@ ots_dissect_packet(OtsDissectContext *ctx, OtsFlow *flow, OtsDirection dir, cons
         SinkCtx c = {s, dir};
         OtsTcpStream *st = &flow->stream[dir];
         guint32 held = st->ooo_bytes;
+        /* Out-of-order bytes may grow only by what the budget has left;
+         * past it the stream stops waiting for the hole (a gap). */
         guint32 bound = max_ooo;
-        if (ctx->mem_cap) {
-            /* Out-of-order bytes may grow only by what the budget has left;
-             * past it the stream stops waiting for the hole (a gap). */
-            gsize left = ctx->mem_cap > ctx->stats.mem_used ? ctx->mem_cap - ctx->stats.mem_used : 0;
-            if ((guint64)held + left < bound)
-                bound = (guint32)(held + left);
-        }
+        gsize left = budget_left(ctx);
+        if (left < bound && held + left < bound)
+            bound = (guint32)(held + left);
         guint64 gaps = ctx->tcp.gaps;
         ots_tcp_stream_add(st, pkt->tcp_seq, pkt->tcp_flags, pkt->payload, pkt->payload_len,
                            bound, &tcp_sink, &c, &ctx->tcp);
