@@ -103,6 +103,16 @@ typedef struct {
     char msg[128];
 } Problem;
 
+/* The object, property and array index a ReadProperty or WriteProperty
+ * names. */
+typedef struct {
+    gboolean set;
+    guint32 type, instance;
+    guint64 property;
+    gboolean has_index;
+    guint64 index;
+} Ident;
+
 typedef struct {
     OtsEvent *e; /* NULL: count problems only (or muted past MAX_ITEMS) */
     OtsDirection dir;
@@ -110,6 +120,11 @@ typedef struct {
     guint n_raised;
     Problem raised[MAX_PROBLEMS];
     Facts *facts;
+    /* Request walk: where to keep the identifiers it names. Response walk:
+     * the request's, which an answer naming the same is not to repeat (the
+     * event carries them once, in the request). */
+    Ident *ident;
+    const Ident *echo;
 } Walk;
 
 typedef struct {

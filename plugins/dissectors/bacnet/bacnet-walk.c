@@ -586,20 +586,30 @@ walk_value(Walk *w, OtsReader *r, guint8 n, const char *what)
 static gboolean
 walk_object_property(Walk *w, OtsReader *r, guint8 ctx_oid, guint8 ctx_prop, guint8 ctx_index)
 {
-    guint32 type, instance;
-    guint64 prop, index;
-    if (!take_oid(w, r, TRUE, ctx_oid, "object identifier", &type, &instance))
+    Ident id = {.set = TRUE};
+    if (!take_oid(w, r, TRUE, ctx_oid, "object identifier", &id.type, &id.instance))
         return FALSE;
-    put_object(w, type, instance);
-    if (!take_uint(w, r, TRUE, ctx_prop, FALSE, "property identifier", &prop))
+    if (!take_uint(w, r, TRUE, ctx_prop, FALSE, "property identifier", &id.property)) {
+        put_object(w, id.type, id.instance);
         return FALSE;
-    put_property(w, prop);
-    if (take_uint(w, r, TRUE, ctx_index, TRUE, "array index", &index))
-        put_uint(w, "array_index", index);
+    }
+    id.has_index = take_uint(w, r, TRUE, ctx_index, TRUE, "array index", &id.index);
+    if (w->ident)
+        *w->ident = id;
+    const Ident *q = w->echo;
+    gboolean same = q && q->set && q->type == id.type && q->instance == id.instance &&
+                    q->property == id.property && q->has_index == id.has_index &&
+                    (!id.has_index || q->index == id.index);
+    if (!same) {
+        put_object(w, id.type, id.instance);
+        put_property(w, id.property);
+        if (id.has_index)
+            put_uint(w, "array_index", id.index);
+    }
     if (w->facts) {
-        w->facts->device_object = type == OBJECT_DEVICE;
-        w->facts->instance = instance;
-        w->facts->property = prop;
+        w->facts->device_object = id.type == OBJECT_DEVICE;
+        w->facts->instance = id.instance;
+        w->facts->property = id.property;
     }
     return TRUE;
 }

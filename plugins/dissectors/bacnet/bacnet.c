@@ -482,7 +482,8 @@ emit_confirmed(OtsSession *s, Pending *p, const Resp *resp)
                                      : ots_session_get_time(s);
 
     Facts facts = {0};
-    Walk w = {.dir = p->dir};
+    Ident req_id = {0};
+    Walk w = {.dir = p->dir, .ident = &req_id};
     OtsEvent *e = ots_session_begin_transaction(s, &info);
     if (!e)
         return;
@@ -511,17 +512,25 @@ emit_confirmed(OtsSession *s, Pending *p, const Resp *resp)
         ots_event_end_object(e);
     }
     if (resp) {
+        /* An answer to a request in the event does not repeat what pairs it
+         * with the request: the invoke id, the service when the same, and a
+         * ReadProperty ACK's identifiers when the same (w.echo). */
+        gboolean own_service = !p->has_request || resp->service != p->service;
         w.dir = OTS_DIR_REVERSE(p->dir);
+        w.ident = NULL;
+        w.echo = &req_id;
         ots_event_begin_object(e, "response");
         put_hdr(e, &resp->hdr);
-        put_apdu_head(e, resp->type, resp->invoke_id, TRUE);
+        put_apdu_head(e, resp->type, resp->invoke_id, !p->has_request);
         OtsReader body = OTS_READER_INIT(resp->body, resp->body_len);
         switch (resp->type) {
         case APDU_SIMPLE_ACK:
-            put_service(e, TRUE, resp->service);
+            if (own_service)
+                put_service(e, TRUE, resp->service);
             break;
         case APDU_COMPLEX_ACK:
-            put_service(e, TRUE, resp->service);
+            if (own_service)
+                put_service(e, TRUE, resp->service);
             if (resp->segmented) {
                 put_segments(e, &p->resp_segs, base);
                 put_segment_acks(e, &p->resp_acks, base);
@@ -535,7 +544,8 @@ emit_confirmed(OtsSession *s, Pending *p, const Resp *resp)
             }
             break;
         case APDU_ERROR:
-            put_service(e, TRUE, resp->service);
+            if (own_service)
+                put_service(e, TRUE, resp->service);
             bacnet_walk_error(&w, &body);
             break;
         case APDU_REJECT:

@@ -190,10 +190,33 @@ def _segments(event, leg, m, head):
     return out
 
 
+# What an answer leaves out when its request is in the event: the invoke id
+# and service always the same, a ReadProperty ACK's identifiers when they
+# name what the request named (the PDU carries them all the same).
+ECHOED = ("invoke_id", "service")
+ECHOED_IDS = ("object_type", "object_instance", "property_id", "array_index")
+
+
+def _with_echo(m, req):
+    m = dict(m)
+    for k in ECHOED:
+        if k not in m and k in req:
+            m[k] = req[k]
+    if (m.get("apdu_type") == 3 and m.get("service") == 12 and not m.get("incomplete")
+            and "object_type" not in m):
+        for k in ECHOED_IDS:
+            if k in req:
+                m[k] = req[k]
+    return m
+
+
 def expand(event, leg):
     m = event.get("bacnet", {}).get(leg)
     if m is None:
         return []
+    req = event["bacnet"].get("request")
+    if leg == "response" and req is not None:
+        m = _with_echo(m, req)
     r = _header(m)
     if m.get("apdu_type") is None:
         return [r]

@@ -150,13 +150,50 @@ test_read_property(void)
     ABSENT(h, i, "bacnet.request.array_index");
     FIELD(h, i, "bacnet.response.apdu_type", "3");
     FIELD(h, i, "bacnet.response.apdu_type_name", "\"complex_ack\"");
-    FIELD(h, i, "bacnet.response.invoke_id", "1");
-    FIELD(h, i, "bacnet.response.service", "12");
-    FIELD(h, i, "bacnet.response.property_id", "85");
+    /* what pairs the answer with the request is not repeated */
+    ABSENT(h, i, "bacnet.response.invoke_id");
+    ABSENT(h, i, "bacnet.response.service");
+    ABSENT(h, i, "bacnet.response.service_name");
+    ABSENT(h, i, "bacnet.response.object_type");
+    ABSENT(h, i, "bacnet.response.object_instance");
+    ABSENT(h, i, "bacnet.response.property_id");
+    ABSENT(h, i, "bacnet.response.property");
     FIELD(h, i, "bacnet.response.value_type", "\"real\"");
     FIELD(h, i, "bacnet.response.value", "42");
     CU_ASSERT_EQUAL(ots_harness_count(h, "asset"), 0);
     check_clean(h);
+}
+
+static void
+test_read_property_other_answer(void)
+{
+    g_autoptr(OtsHarness) h = harness();
+    /* ReadProperty analog-input 1 present-value, answered for analog-input 2
+     * present-value [index 3]: the answer names what it answers */
+    send_apdu(h, A, BYTES(0x00, 0x05, 0x01, 0x0c, 0x0c, 0x00, 0x00, 0x00, 0x01, 0x19, 0x55));
+    send_apdu(h, B,
+              BYTES(0x30, 0x01, 0x0c, 0x0c, 0x00, 0x00, 0x00, 0x02, 0x19, 0x55, 0x29, 0x03, 0x3e,
+                    0x44, 0x42, 0x28, 0x00, 0x00, 0x3f));
+    gint i = tx(h, 0);
+    FIELD(h, i, "bacnet.request.object_instance", "1");
+    ABSENT(h, i, "bacnet.request.array_index");
+    ABSENT(h, i, "bacnet.response.invoke_id");
+    ABSENT(h, i, "bacnet.response.service");
+    FIELD(h, i, "bacnet.response.object_type_name", "\"analog_input\"");
+    FIELD(h, i, "bacnet.response.object_instance", "2");
+    FIELD(h, i, "bacnet.response.property", "\"present_value\"");
+    FIELD(h, i, "bacnet.response.array_index", "3");
+    FIELD(h, i, "bacnet.response.value", "42");
+    /* an answer whose request was not seen names everything */
+    send_apdu(h, B,
+              BYTES(0x30, 0x07, 0x0c, 0x0c, 0x00, 0x00, 0x00, 0x02, 0x19, 0x55, 0x3e, 0x44, 0x42,
+                    0x28, 0x00, 0x00, 0x3f));
+    i = tx(h, 1);
+    FIELD(h, i, "status", "\"no_request\"");
+    FIELD(h, i, "bacnet.response.invoke_id", "7");
+    FIELD(h, i, "bacnet.response.service", "12");
+    FIELD(h, i, "bacnet.response.object_instance", "2");
+    FIELD(h, i, "bacnet.response.property_id", "85");
 }
 
 static void
@@ -225,7 +262,7 @@ test_write_property(void)
     FIELD(h, i, "bacnet.request.value", "100");
     FIELD(h, i, "bacnet.request.priority", "8");
     FIELD(h, i, "bacnet.response.apdu_type_name", "\"simple_ack\"");
-    FIELD(h, i, "bacnet.response.service", "15");
+    ABSENT(h, i, "bacnet.response.service"); /* the request's */
     check_clean(h);
 
     /* priority 17 is out of range */
@@ -589,7 +626,8 @@ test_segmented_complex_ack(void)
           "\"negative_ack\":false,\"sent_by_server\":false},"
           "{\"offset_us\":8000,\"bvlc_function\":10,\"sequence_number\":1,\"window_size\":4,"
           "\"negative_ack\":false,\"sent_by_server\":false}]");
-    FIELD(h, i, "bacnet.response.property", "\"object_list\"");
+    FIELD(h, i, "bacnet.request.property", "\"object_list\"");
+    ABSENT(h, i, "bacnet.response.property");
     FIELD(h, i, "bacnet.response.value_count", "2");
     FIELD(h, i, "bacnet.response.value.object_type_name", "\"device\"");
     FIELD(h, i, "bacnet.response.value.object_instance", "1234");
@@ -1421,6 +1459,7 @@ static CU_TestInfo bacnet_tests[] = {
     {"probe", test_probe},
     {"read property (12)", test_read_property},
     {"read property of a device: asset facts", test_read_property_device_facts},
+    {"read property answered for another object: named in the answer", test_read_property_other_answer},
     {"read property multiple (14)", test_read_property_multiple},
     {"write property (15), priority", test_write_property},
     {"write property multiple (16)", test_write_property_multiple},
