@@ -48,11 +48,13 @@ gboolean ots_event_batch_next(const OtsEventBatch *b, gsize *offset, const OtsEv
 #define OTS_EVENT_MAX_DEPTH 16
 
 struct _OtsEvent {
+    /* First: the part the SDK's inline writers use (<otsensor/event.h>).
+     * head.buf is the batch's buffer, head.state the innermost container's
+     * OTS_EVENT_OPEN_ / _COMMA_ / _ARRAY_. */
+    OtsEventHead_ head;
     struct _OtsEventWriter *writer;
     gsize record_start;
     guint depth;
-    gboolean open;
-    guint8 first[OTS_EVENT_MAX_DEPTH + 1]; /* no member written yet at that depth */
     guint8 is_array[OTS_EVENT_MAX_DEPTH + 1];
 };
 

@@ -1,4 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/* The out-of-line writers the SDK's inline ones fall back to are defined
+ * here: no macro may stand in for them. */
+#define OTS_EVENT_NO_INLINE 1
 #include "core/event/event-writer.h"
 #include "core/event/json-inline.h"
 
@@ -109,6 +112,21 @@ ots_event_batch_reset(OtsEventBatch *b)
 
 #define RECORD_ALIGN(n) (((n) + 7) & ~(gsize)7)
 
+/* The SDK's inline writers see the batch's OtsBuf as an OtsEventBuf_. */
+G_STATIC_ASSERT(sizeof(OtsBuf) == sizeof(OtsEventBuf_));
+G_STATIC_ASSERT(G_STRUCT_OFFSET(OtsBuf, data) == G_STRUCT_OFFSET(OtsEventBuf_, data));
+G_STATIC_ASSERT(G_STRUCT_OFFSET(OtsBuf, len) == G_STRUCT_OFFSET(OtsEventBuf_, len));
+G_STATIC_ASSERT(G_STRUCT_OFFSET(OtsBuf, cap) == G_STRUCT_OFFSET(OtsEventBuf_, cap));
+G_STATIC_ASSERT(G_STRUCT_OFFSET(struct _OtsEvent, head) == 0);
+
+#define EV_OPEN(e) (((e)->head.state & OTS_EVENT_OPEN_) != 0)
+
+static inline OtsBuf *
+ev_buf(OtsEvent *e)
+{
+    return (OtsBuf *)(void *)e->head.buf;
+}
+
 gboolean
 ots_event_batch_next(const OtsEventBatch *b, gsize *offset, const OtsEventRecord **rec,
                      const char **body)
@@ -151,10 +169,10 @@ ots_event_writer_clear(OtsEventWriter *w)
 void
 ots_event_writer_flush(OtsEventWriter *w)
 {
-    if (w->ev.open) {
+    if (EV_OPEN(&w->ev)) {
         /* Never hand over half an event. */
         w->batch->buf.len = w->ev.record_start;
-        w->ev.open = FALSE;
+        w->ev.head.state = 0;
     }
     if (w->batch && w->batch->n_events > 0) {
         OtsEventBatch *b = g_steal_pointer(&w->batch);
@@ -170,15 +188,15 @@ ots_event_writer_begin(OtsEventWriter *w, OtsEventType type, gint64 ts)
         w->batch = w->alloc ? w->alloc(w->batch_limit + 4096, w->alloc_user)
                             : ots_event_batch_new(w->batch_limit + 4096);
     OtsBuf *b = &w->batch->buf;
-    if (e->open)
+    if (EV_OPEN(e))
         b->len = e->record_start; /* discard the unfinished one */
     e->record_start = b->len;
     OtsEventRecord rec = {.ts = ts, .len = 0, .type = type};
     ots_buf_append(b, &rec, sizeof(rec));
     ots_buf_append(b, type_members[type].json, type_members[type].len);
-    e->open = TRUE;
+    e->head.buf = (OtsEventBuf_ *)(void *)b;
+    e->head.state = OTS_EVENT_OPEN_ | OTS_EVENT_COMMA_; /* "type" is written */
     e->depth = 0;
-    e->first[0] = FALSE;
     e->is_array[0] = FALSE;
     return e;
 }
@@ -188,11 +206,11 @@ ots_event_writer_begin(OtsEventWriter *w, OtsEventType type, gint64 ts)
 G_ALWAYS_INLINE static inline OtsBuf *
 member(OtsEvent *e, const char *key)
 {
-    OtsBuf *b = &e->writer->batch->buf;
-    if (!e->first[e->depth])
+    OtsBuf *b = ev_buf(e);
+    if (e->head.state & OTS_EVENT_COMMA_)
         ots_buf_putc(b, ',');
-    e->first[e->depth] = FALSE;
-    if (key && !e->is_array[e->depth])
+    e->head.state |= OTS_EVENT_COMMA_;
+    if (key && !(e->head.state & OTS_EVENT_ARRAY_))
         ots_json_cstring_inline(b, key, ':');
     return b;
 }
@@ -206,11 +224,11 @@ ots_event_key(OtsEvent *e, const char *key)
 void
 ots_event_add_raw(OtsEvent *e, const char *json, gsize len)
 {
-    g_return_if_fail(e && e->open);
-    OtsBuf *b = &e->writer->batch->buf;
-    if (!e->first[e->depth])
+    g_return_if_fail(e && EV_OPEN(e));
+    OtsBuf *b = ev_buf(e);
+    if (e->head.state & OTS_EVENT_COMMA_)
         ots_buf_putc(b, ',');
-    e->first[e->depth] = FALSE;
+    e->head.state |= OTS_EVENT_COMMA_;
     ots_buf_append(b, json, len);
 }
 
@@ -223,21 +241,21 @@ ots_event_add_raw(OtsEvent *e, const char *json, gsize len)
 void
 ots_event_add_uint(OtsEvent *e, const char *key, guint64 value)
 {
-    g_return_if_fail(e && e->open);
+    g_return_if_fail(e && EV_OPEN(e));
     ots_json_u64_inline(member(e, key), value);
 }
 
 void
 ots_event_add_int(OtsEvent *e, const char *key, gint64 value)
 {
-    g_return_if_fail(e && e->open);
+    g_return_if_fail(e && EV_OPEN(e));
     ots_json_i64(member(e, key), value);
 }
 
 void
 ots_event_add_bool(OtsEvent *e, const char *key, gboolean value)
 {
-    g_return_if_fail(e && e->open);
+    g_return_if_fail(e && EV_OPEN(e));
     OtsBuf *b = member(e, key);
     if (value)
         ots_buf_append_lit(b, "true");
@@ -248,14 +266,14 @@ ots_event_add_bool(OtsEvent *e, const char *key, gboolean value)
 void
 ots_event_add_double(OtsEvent *e, const char *key, double value)
 {
-    g_return_if_fail(e && e->open);
+    g_return_if_fail(e && EV_OPEN(e));
     ots_json_double(member(e, key), value);
 }
 
 void
 ots_event_add_string(OtsEvent *e, const char *key, const char *value)
 {
-    g_return_if_fail(e && e->open);
+    g_return_if_fail(e && EV_OPEN(e));
     if (!value) {
         ots_buf_append_lit(member(e, key), "null");
         return;
@@ -264,9 +282,19 @@ ots_event_add_string(OtsEvent *e, const char *key, const char *value)
 }
 
 void
+ots_event_put_string_(OtsEvent *e, const char *value)
+{
+    g_return_if_fail(e && EV_OPEN(e));
+    if (!value)
+        ots_buf_append_lit(ev_buf(e), "null");
+    else
+        ots_json_cstring_inline(ev_buf(e), value, 0);
+}
+
+void
 ots_event_add_string_len(OtsEvent *e, const char *key, const guint8 *value, gsize len)
 {
-    g_return_if_fail(e && e->open);
+    g_return_if_fail(e && EV_OPEN(e));
     g_return_if_fail(value || len == 0);
     ots_json_string(member(e, key), (const char *)value, len, TRUE);
 }
@@ -274,7 +302,7 @@ ots_event_add_string_len(OtsEvent *e, const char *key, const guint8 *value, gsiz
 void
 ots_event_add_hex(OtsEvent *e, const char *key, const guint8 *value, gsize len)
 {
-    g_return_if_fail(e && e->open);
+    g_return_if_fail(e && EV_OPEN(e));
     g_return_if_fail(value || len == 0);
     ots_json_hex(member(e, key), value, len);
 }
@@ -282,36 +310,47 @@ ots_event_add_hex(OtsEvent *e, const char *key, const guint8 *value, gsize len)
 void
 ots_event_add_null(OtsEvent *e, const char *key)
 {
-    g_return_if_fail(e && e->open);
+    g_return_if_fail(e && EV_OPEN(e));
     ots_buf_append_lit(member(e, key), "null");
 }
 
 static void
 open_container(OtsEvent *e, const char *key, char c, gboolean array)
 {
-    g_return_if_fail(e && e->open);
-    if (e->depth >= OTS_EVENT_MAX_DEPTH) {
-        /* Too deep: a plugin bug. Keep the JSON valid by refusing to nest;
-         * the members land in the current container. */
+    g_return_if_fail(e && EV_OPEN(e));
+    ots_buf_putc(member(e, key), c);
+    ots_event_push_(e, array);
+}
+
+void
+ots_event_push_(OtsEvent *e, gboolean array)
+{
+    g_return_if_fail(e && EV_OPEN(e));
+    if (G_UNLIKELY(e->depth >= OTS_EVENT_MAX_DEPTH)) {
+        /* A plugin bug. `"key":{` is written: close it at once, so the JSON
+         * stays valid, and the members land in the current container. */
         g_critical("event nesting deeper than %d", OTS_EVENT_MAX_DEPTH);
+        ots_buf_putc(ev_buf(e), array ? ']' : '}');
         return;
     }
-    ots_buf_putc(member(e, key), c);
     e->depth++;
-    e->first[e->depth] = TRUE;
     e->is_array[e->depth] = array;
+    e->head.state = OTS_EVENT_OPEN_ | (array ? OTS_EVENT_ARRAY_ : 0);
 }
 
 static void
 close_container(OtsEvent *e, char c, gboolean array)
 {
-    g_return_if_fail(e && e->open);
+    g_return_if_fail(e && EV_OPEN(e));
     if (e->depth == 0 || e->is_array[e->depth] != array) {
         g_critical("unbalanced event %s close", array ? "array" : "object");
         return;
     }
-    ots_buf_putc(&e->writer->batch->buf, c);
+    ots_buf_putc(ev_buf(e), c);
     e->depth--;
+    /* The parent now has a member: the container just closed. */
+    e->head.state =
+        OTS_EVENT_OPEN_ | OTS_EVENT_COMMA_ | (e->is_array[e->depth] ? OTS_EVENT_ARRAY_ : 0);
 }
 
 void
@@ -341,7 +380,7 @@ ots_event_end_array(OtsEvent *e)
 void
 ots_event_commit(OtsEvent *e)
 {
-    g_return_if_fail(e && e->open);
+    g_return_if_fail(e && EV_OPEN(e));
     OtsEventWriter *w = e->writer;
     OtsBuf *b = &w->batch->buf;
     while (e->depth > 0) {
@@ -358,7 +397,7 @@ ots_event_commit(OtsEvent *e)
         static const guint8 zeros[8];
         ots_buf_append(b, zeros, pad);
     }
-    e->open = FALSE;
+    e->head.state = 0;
     w->batch->n_events++;
     if (b->len >= w->batch_limit)
         ots_event_writer_flush(w);

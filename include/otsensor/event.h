@@ -192,4 +192,203 @@ void ots_event_commit(OtsEvent *e);
 const char *ots_op_class_to_string(OtsOpClass c);
 const char *ots_tx_status_to_string(OtsTxStatus s);
 
+/* ---- Inline fast path (ABI 1.3) -----------------------------------------
+ *
+ * A number or boolean member whose key is a string literal of plain
+ * characters (printable ASCII but '"' and '\\') is written by code inlined
+ * into the caller: no call, and no escaping of the key, on the per-event
+ * path where those were most of the work. Anything else (a key computed at
+ * run time, an element of an array, a buffer short of room, a compiler
+ * without these builtins, a build defining OTS_EVENT_NO_INLINE) calls the
+ * functions above, which write the same bytes.
+ *
+ * The two structures are the head of the core's event, here only for that
+ * inline code: not API, never to be touched by a plugin. */
+typedef struct {
+    guint8 *data;
+    gsize len;
+    gsize cap;
+} OtsEventBuf_;
+
+typedef struct {
+    OtsEventBuf_ *buf; /* the batch being written */
+    guint32 state;     /* OTS_EVENT_*_ of the innermost object or array */
+} OtsEventHead_;
+
+#define OTS_EVENT_OPEN_ 1u  /* an event is open */
+#define OTS_EVENT_COMMA_ 2u /* the innermost object or array has a member */
+#define OTS_EVENT_ARRAY_ 4u /* the innermost container is an array */
+
+/* Writes the decimal digits of @v at @o; returns the end. The core's JSON
+ * writer uses it too. */
+static inline guint8 *
+ots_event_put_u64_(guint8 *o, guint64 v)
+{
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324"
+                                "25262728293031323334353637383940414243444546474849"
+                                "50515253545556575859606162636465666768697071727374"
+                                "75767778798081828384858687888990919293949596979899";
+    guint n = 1;
+    for (guint64 t = v;; t /= 10000, n += 4) {
+        if (t < 10)
+            break;
+        if (t < 100) {
+            n += 1;
+            break;
+        }
+        if (t < 1000) {
+            n += 2;
+            break;
+        }
+        if (t < 10000) {
+            n += 3;
+            break;
+        }
+    }
+    guint8 *end = o + n;
+    o = end;
+    while (v >= 100) {
+        guint r = (guint)(v % 100) * 2;
+        v /= 100;
+        *--o = (guint8)pairs[r + 1];
+        *--o = (guint8)pairs[r];
+    }
+    if (v >= 10) {
+        *--o = (guint8)pairs[v * 2 + 1];
+        *--o = (guint8)pairs[v * 2];
+    } else {
+        *--o = (guint8)('0' + v);
+    }
+    return end;
+}
+
+/* The value of a member whose key the inline path wrote: @value escaped
+ * and quoted, or null. For that path only. */
+void ots_event_put_string_(OtsEvent *e, const char *value);
+/* Enters the object or array whose key and bracket the inline path wrote.
+ * For that path only. */
+void ots_event_push_(OtsEvent *e, gboolean array);
+
+#if defined(__GNUC__) && defined(__OPTIMIZE__) && !defined(OTS_EVENT_NO_INLINE)
+
+#define OTS_EVENT_KEY_CHARS_                                                                       \
+    " !#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~"
+
+/* Where the value of member @key goes, with @room bytes free after it; NULL
+ * for the general path. The key test folds at compile time (GCC), so a key
+ * that is not a plain literal costs nothing here. */
+G_ALWAYS_INLINE static inline guint8 *
+ots_event_fast_key_(OtsEvent *e, const char *key, gsize room)
+{
+    if (!key || !__builtin_constant_p(__builtin_strspn(key, OTS_EVENT_KEY_CHARS_) ==
+                                      __builtin_strlen(key)) ||
+        __builtin_strspn(key, OTS_EVENT_KEY_CHARS_) != __builtin_strlen(key))
+        return NULL;
+    OtsEventHead_ *h = (OtsEventHead_ *)(void *)e;
+    if (G_UNLIKELY(!e || (h->state & (OTS_EVENT_OPEN_ | OTS_EVENT_ARRAY_)) != OTS_EVENT_OPEN_))
+        return NULL;
+    gsize klen = __builtin_strlen(key);
+    OtsEventBuf_ *b = h->buf;
+    if (G_UNLIKELY(b->cap - b->len < klen + 4 + room))
+        return NULL;
+    guint8 *o = b->data + b->len;
+    *o = ',';
+    o += (h->state & OTS_EVENT_COMMA_) >> 1;
+    h->state |= OTS_EVENT_COMMA_;
+    *o++ = '"';
+    __builtin_memcpy(o, key, klen);
+    o += klen;
+    o[0] = '"';
+    o[1] = ':';
+    return o + 2;
+}
+
+G_ALWAYS_INLINE static inline void
+ots_event_fast_end_(OtsEvent *e, guint8 *end)
+{
+    OtsEventBuf_ *b = ((OtsEventHead_ *)(void *)e)->buf;
+    b->len = (gsize)(end - b->data);
+}
+
+G_ALWAYS_INLINE static inline void
+ots_event_add_uint_inline_(OtsEvent *e, const char *key, guint64 value)
+{
+    guint8 *o = ots_event_fast_key_(e, key, 20);
+    if (o)
+        ots_event_fast_end_(e, ots_event_put_u64_(o, value));
+    else
+        (ots_event_add_uint)(e, key, value);
+}
+
+G_ALWAYS_INLINE static inline void
+ots_event_add_int_inline_(OtsEvent *e, const char *key, gint64 value)
+{
+    guint8 *o = ots_event_fast_key_(e, key, 21);
+    if (!o) {
+        (ots_event_add_int)(e, key, value);
+        return;
+    }
+    guint64 mag = (guint64)value;
+    if (value < 0) {
+        *o++ = '-';
+        mag = ~mag + 1; /* also right for G_MININT64 */
+    }
+    ots_event_fast_end_(e, ots_event_put_u64_(o, mag));
+}
+
+G_ALWAYS_INLINE static inline void
+ots_event_add_bool_inline_(OtsEvent *e, const char *key, gboolean value)
+{
+    guint8 *o = ots_event_fast_key_(e, key, 5);
+    if (!o) {
+        (ots_event_add_bool)(e, key, value);
+        return;
+    }
+    if (value) {
+        __builtin_memcpy(o, "true", 4);
+        o += 4;
+    } else {
+        __builtin_memcpy(o, "false", 5);
+        o += 5;
+    }
+    ots_event_fast_end_(e, o);
+}
+
+G_ALWAYS_INLINE static inline void
+ots_event_add_string_inline_(OtsEvent *e, const char *key, const char *value)
+{
+    guint8 *o = ots_event_fast_key_(e, key, 0);
+    if (!o) {
+        (ots_event_add_string)(e, key, value);
+        return;
+    }
+    ots_event_fast_end_(e, o);
+    ots_event_put_string_(e, value);
+}
+
+G_ALWAYS_INLINE static inline void
+ots_event_begin_inline_(OtsEvent *e, const char *key, gboolean array)
+{
+    guint8 *o = ots_event_fast_key_(e, key, 1);
+    if (!o) {
+        if (array)
+            (ots_event_begin_array)(e, key);
+        else
+            (ots_event_begin_object)(e, key);
+        return;
+    }
+    *o++ = array ? '[' : '{';
+    ots_event_fast_end_(e, o);
+    ots_event_push_(e, array);
+}
+
+#define ots_event_add_string(e, key, value) ots_event_add_string_inline_((e), (key), (value))
+#define ots_event_begin_object(e, key) ots_event_begin_inline_((e), (key), FALSE)
+#define ots_event_begin_array(e, key) ots_event_begin_inline_((e), (key), TRUE)
+#define ots_event_add_uint(e, key, value) ots_event_add_uint_inline_((e), (key), (value))
+#define ots_event_add_int(e, key, value) ots_event_add_int_inline_((e), (key), (value))
+#define ots_event_add_bool(e, key, value) ots_event_add_bool_inline_((e), (key), (value))
+
+#endif
+
 G_END_DECLS

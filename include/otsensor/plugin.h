@@ -23,8 +23,10 @@ G_BEGIN_DECLS
 #define OTS_ABI_MAJOR 1
 /* 1.1: OtsTransportInfo.status and .set_reconnect_func
  * 1.2: ots_session_charge() / ots_session_refund() (the memory budget),
- *      ots_session_begin_anomalyf() / ots_session_begin_anomalyv() */
-#define OTS_ABI_MINOR 2
+ *      ots_session_begin_anomalyf() / ots_session_begin_anomalyv()
+ * 1.3: the event builder's inline fast path (OtsEventHead_ is the head of
+ *      the core's event; ots_event_put_string_(), ots_event_push_()) */
+#define OTS_ABI_MINOR 3
 
 /* Kept for the names STYLE.md uses; the whole SDK shares one ABI version. */
 #define OTS_DISSECTOR_ABI_MAJOR OTS_ABI_MAJOR

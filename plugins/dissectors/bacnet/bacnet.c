@@ -223,7 +223,7 @@ static const guint8 max_segs_values[] = {0, 2, 4, 8, 16, 32, 64, 65};
 static gboolean
 parse_apdu(Walk *w, OtsReader *r, Apdu *a)
 {
-    guint8 b0, b1;
+    guint8 b0, b1 = 0;
     memset(a, 0, sizeof(*a));
     if (!ots_reader_get_u8(r, &b0)) {
         bacnet_problem(w, "bad_length", "NPDU without an APDU");

@@ -170,6 +170,110 @@ test_builder(void)
     g_ptr_array_unref(c.lines);
 }
 
+/* One event through the SDK's inline writers (literal keys; with GCC and
+ * optimisation they write the bytes themselves) or through the functions
+ * (parenthesised names: never the inline macros). */
+static void
+fill(OtsEventWriter *w, gboolean inline_path, const char *runtime_key, guint *n_pad)
+{
+    static const guint64 u[] = {0, 9, 10, 99, 100, 999, 1000, 65535, G_MAXUINT32, G_MAXUINT64};
+    static const gint64 i[] = {0, -1, 1, -10, 4096, G_MININT64, G_MAXINT64};
+    OtsEvent *e = ots_event_writer_begin(w, OTS_EVENT_TRANSACTION, 1);
+    if (inline_path) {
+        for (guint k = 0; k < G_N_ELEMENTS(u); k++)
+            ots_event_add_uint(e, "u", u[k]);
+        ots_event_begin_object(e, "obj");
+        for (guint k = 0; k < G_N_ELEMENTS(i); k++)
+            ots_event_add_int(e, "i", i[k]);
+        ots_event_add_bool(e, "t", TRUE);
+        ots_event_add_bool(e, "f", FALSE);
+        ots_event_add_string(e, "s", "plain");
+        ots_event_add_string(e, "esc", "a\"b\\c\n\x01\xff");
+        ots_event_add_string(e, "nul", NULL);
+        ots_event_add_uint(e, "k\"q", 1); /* a literal that needs escaping */
+        ots_event_add_uint(e, runtime_key, 2);
+        ots_event_begin_array(e, "arr");
+        ots_event_add_uint(e, NULL, 3);
+        ots_event_add_uint(e, "ignored in an array", 4);
+        ots_event_begin_object(e, NULL);
+        ots_event_end_object(e);
+        ots_event_begin_array(e, NULL);
+        ots_event_end_array(e);
+        ots_event_end_array(e);
+        ots_event_add_uint(e, "after", 5);
+        ots_event_begin_object(e, "empty");
+        ots_event_end_object(e);
+        ots_event_end_object(e);
+        /* a buffer short of room takes the general path, which grows it */
+        OtsBuf *b = (OtsBuf *)(void *)((OtsEventHead_ *)(void *)e)->buf;
+        for (*n_pad = 0; b->cap - b->len >= 32; (*n_pad)++)
+            ots_event_add_uint(e, "p", 7);
+        ots_event_add_uint(e, "grown_beyond_the_buffer", G_MAXUINT64);
+    } else {
+        for (guint k = 0; k < G_N_ELEMENTS(u); k++)
+            (ots_event_add_uint)(e, "u", u[k]);
+        (ots_event_begin_object)(e, "obj");
+        for (guint k = 0; k < G_N_ELEMENTS(i); k++)
+            (ots_event_add_int)(e, "i", i[k]);
+        (ots_event_add_bool)(e, "t", TRUE);
+        (ots_event_add_bool)(e, "f", FALSE);
+        (ots_event_add_string)(e, "s", "plain");
+        (ots_event_add_string)(e, "esc", "a\"b\\c\n\x01\xff");
+        (ots_event_add_string)(e, "nul", NULL);
+        (ots_event_add_uint)(e, "k\"q", 1);
+        (ots_event_add_uint)(e, runtime_key, 2);
+        (ots_event_begin_array)(e, "arr");
+        (ots_event_add_uint)(e, NULL, 3);
+        (ots_event_add_uint)(e, "ignored in an array", 4);
+        (ots_event_begin_object)(e, NULL);
+        ots_event_end_object(e);
+        (ots_event_begin_array)(e, NULL);
+        ots_event_end_array(e);
+        ots_event_end_array(e);
+        (ots_event_add_uint)(e, "after", 5);
+        (ots_event_begin_object)(e, "empty");
+        ots_event_end_object(e);
+        ots_event_end_object(e);
+        for (guint k = 0; k < *n_pad; k++) /* as many as the inline path wrote */
+            (ots_event_add_uint)(e, "p", 7);
+        (ots_event_add_uint)(e, "grown_beyond_the_buffer", G_MAXUINT64);
+    }
+    ots_event_commit(e);
+    ots_event_writer_flush(w);
+}
+
+static void
+test_inline_writers(void)
+{
+    Collect a = {g_ptr_array_new_with_free_func(g_free)};
+    Collect b = {g_ptr_array_new_with_free_func(g_free)};
+    OtsEventWriter wa, wb;
+    ots_event_writer_init(&wa, 256, collect_batch, &a);
+    ots_event_writer_init(&wb, 256, collect_batch, &b);
+    g_autofree char *key = g_strdup("run\ttime");
+    guint n_pad = 0;
+    fill(&wa, TRUE, key, &n_pad);
+    fill(&wb, FALSE, key, &n_pad);
+    CU_ASSERT(n_pad > 10);
+    CU_ASSERT_EQUAL_FATAL(a.lines->len, 1);
+    CU_ASSERT_EQUAL_FATAL(b.lines->len, 1);
+    CU_ASSERT_STRING_EQUAL(a.lines->pdata[0], b.lines->pdata[0]);
+    const char *want = "\"type\":\"transaction\",\"u\":0,\"u\":9,\"u\":10,\"u\":99,\"u\":100,"
+                       "\"u\":999,\"u\":1000,\"u\":65535,\"u\":4294967295,"
+                       "\"u\":18446744073709551615,\"obj\":{\"i\":0,\"i\":-1,\"i\":1,\"i\":-10,"
+                       "\"i\":4096,\"i\":-9223372036854775808,\"i\":9223372036854775807,"
+                       "\"t\":true,\"f\":false,\"s\":\"plain\",\"esc\":\"a\\\"b\\\\c\\n\\u0001"
+                       "\\u00ff\",\"nul\":null,\"k\\\"q\":1,\"run\\ttime\":2,\"arr\":[3,4,{},[]],"
+                       "\"after\":5,\"empty\":{}},\"p\":7";
+    CU_ASSERT_PTR_NOT_NULL(strstr(a.lines->pdata[0], want));
+    CU_ASSERT_PTR_NOT_NULL(strstr(a.lines->pdata[0], ",\"grown_beyond_the_buffer\":18446744073709551615}\n"));
+    CU_ASSERT(g_utf8_validate(a.lines->pdata[0], -1, NULL));
+    ots_event_writer_clear(&wa);
+    ots_event_writer_clear(&wb);
+    g_ptr_array_unref(a.lines);
+    g_ptr_array_unref(b.lines);
+}
+
 static void
 test_batch_limit(void)
 {
@@ -285,6 +389,7 @@ static CU_TestInfo event_tests[] = {
     {"RFC 3339 time", test_time},
     {"hex", test_hex},
     {"builder nesting and envelope", test_builder},
+    {"inline writers give the bytes of the functions", test_inline_writers},
     {"batch limit hands over in order", test_batch_limit},
     {"anomaly counters", test_anomaly_counts},
     {"enum names", test_names},
