@@ -331,18 +331,11 @@ shard_run_chunk(Shard *sh, const Chunk *c)
     }
 }
 
-static void shard_read_files(Shard *sh);
-
 static gpointer
 shard_main(gpointer data)
 {
     Shard *sh = data;
     gboolean live = sh->src->live;
-    if (!live) {
-        shard_read_files(sh);
-        shard_finish(sh);
-        return NULL;
-    }
     for (;;) {
         Chunk *c = live ? g_async_queue_timeout_pop(sh->full, LIVE_TIMEOUT_MS * 1000)
                         : g_async_queue_pop(sh->full);
@@ -385,9 +378,9 @@ shard_send(Worker *w, Shard *sh)
 }
 
 /* One endpoint to 32 bits: multiply-fold of its 16 address bytes and port
- * (the top half of a 64-bit product depends on every bit below it). Every
- * packet of a file is hashed by every shard, so this is kept to two
- * multiplications; ots_fmix32() below does the final mixing. */
+ * (the top half of a 64-bit product depends on every bit below it): two
+ * multiplications where eight fmix32 rounds were, on the reader's
+ * per-packet path. ots_fmix32() below does the final mixing. */
 static inline guint32
 endpoint_mix(const OtsIpAddr *a, guint16 port)
 {
@@ -409,65 +402,6 @@ shard_of(const Worker *w, const OtsPacket *pkt)
     guint32 h = ots_fmix32(endpoint_mix(&pkt->src, pkt->sport) +
                            endpoint_mix(&pkt->dst, pkt->dport) + pkt->l4_proto);
     return (guint)(((guint64)h * w->n_shards) >> 32);
-}
-
-/* Files with several shards: every shard reads the files itself and keeps
- * the packets of its own flows. Handing packets over from one reader thread
- * cost more than reading twice: a copy of every packet, and each shard then
- * met the bytes in another processor's cache (measured: the shards' work
- * took ~45% longer than the same work on the reader's thread). Reading a
- * file is cheap next to dissecting it. Shard 0 keeps the source's decode
- * counters and says what is wrong with a file; the others decode into
- * scratch counters. Seeing every packet, each shard's clock and expiry
- * follow packet time exactly as one thread's would. */
-static void
-shard_read_files(Shard *sh)
-{
-    Worker *w = sh->src;
-    OtsDecodeStats scratch = {0};
-    OtsDecodeStats *stats = sh->index == 0 ? &w->decode : &scratch;
-    gint64 clock = G_MININT64;
-    for (guint i = 0; w->files[i] && !g_atomic_int_get(&w->stop); i++) {
-        g_autoptr(GError) err = NULL;
-        pcap_t *pc = ots_capture_open_file(w->files[i], &err);
-        if (!pc) {
-            /* Checked at start-up; a file that vanished since is skipped. */
-            if (sh->index == 0)
-                g_message("%s", err->message);
-            continue;
-        }
-        int dlt = pcap_datalink(pc);
-        struct pcap_pkthdr *h;
-        const u_char *data;
-        int rc;
-        guint n = 0;
-        while ((rc = pcap_next_ex(pc, &h, &data)) == 1) {
-            gint64 ts = (gint64)h->ts.tv_sec * G_USEC_PER_SEC + h->ts.tv_usec;
-            OtsPacket pkt;
-            if (ots_decode_packet(dlt, data, h->caplen, h->len, ts, &pkt, stats) == OTS_DECODE_OK) {
-                clock = MAX(clock, ts);
-                ots_flow_table_advance_clock(sh->flows, clock);
-                if (shard_of(w, &pkt) == sh->index)
-                    shard_packet(sh, &pkt);
-                else
-                    shard_expire(sh, ts); /* as shard_packet() after each packet */
-            }
-            if (G_UNLIKELY((++n & 0xfff) == 0)) {
-                shard_take_registry(sh);
-                if (sh->index == 0)
-                    source_snapshot(w, FALSE);
-                if (g_atomic_int_get(&w->stop))
-                    break;
-            }
-        }
-        if (rc == PCAP_ERROR && sh->index == 0)
-            g_message("%s: read error: %s", w->files[i], pcap_geterr(pc));
-        pcap_close(pc);
-    }
-    /* Before this shard's end is queued: the final sensor event is written
-     * once every shard's end is in, and must see every packet counted. */
-    if (sh->index == 0)
-        source_snapshot(w, FALSE);
 }
 
 static void
@@ -591,15 +525,6 @@ static gpointer
 worker_main(gpointer data)
 {
     Worker *w = data;
-    if (!w->live && w->n_shards > 1) {
-        /* The shards read the files (shard_read_files()). */
-        for (guint i = 0; i < w->n_shards; i++) {
-            g_thread_join(w->shards[i]->thread);
-            w->shards[i]->thread = NULL;
-        }
-        source_snapshot(w, TRUE);
-        return NULL;
-    }
     if (w->live)
         run_live(w);
     else
@@ -704,7 +629,7 @@ shard_new(Worker *w, guint index, guint n)
     sh->flows = ots_flow_table_new(&fc);
     g_mutex_init(&sh->snap_lock);
     sh->snap_anomalies = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-    if (n > 1 && w->live) {
+    if (n > 1) {
         sh->full = g_async_queue_new();
         sh->empty = g_async_queue_new_full(g_free);
         for (guint i = 0; i < CHUNKS_PER_SHARD; i++)
