@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "core/pipeline.h"
 #include "core/capture/capture.h"
+#include "core/capture/pcap-file.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -405,11 +406,10 @@ shard_of(const Worker *w, const OtsPacket *pkt)
 }
 
 static void
-handle_packet(Worker *w, const struct pcap_pkthdr *h, const guint8 *data)
+handle_packet(Worker *w, gint64 ts, guint32 caplen, guint32 len, const guint8 *data)
 {
-    gint64 ts = (gint64)h->ts.tv_sec * G_USEC_PER_SEC + h->ts.tv_usec;
     OtsPacket pkt;
-    if (ots_decode_packet(w->dlt, data, h->caplen, h->len, ts, &pkt, &w->decode) != OTS_DECODE_OK)
+    if (ots_decode_packet(w->dlt, data, caplen, len, ts, &pkt, &w->decode) != OTS_DECODE_OK)
         return;
     if (w->n_shards == 1) {
         shard_packet(w->shards[0], &pkt);
@@ -447,7 +447,20 @@ handle_packet(Worker *w, const struct pcap_pkthdr *h, const guint8 *data)
 static void
 pcap_cb(u_char *user, const struct pcap_pkthdr *h, const u_char *data)
 {
-    handle_packet((Worker *)user, h, data);
+    handle_packet((Worker *)user, (gint64)h->ts.tv_sec * G_USEC_PER_SEC + h->ts.tv_usec,
+                  h->caplen, h->len, data);
+}
+
+/* Every 4096 packets of a file: a reload's registry, the counters, a stop. */
+static gboolean
+file_checkpoint(Worker *w, guint *n)
+{
+    if (G_LIKELY((++*n & 0xfff) != 0))
+        return TRUE;
+    if (w->n_shards == 1)
+        shard_take_registry(w->shards[0]);
+    source_snapshot(w, FALSE);
+    return !g_atomic_int_get(&w->stop);
 }
 
 static void
@@ -462,19 +475,32 @@ run_files(Worker *w)
             continue;
         }
         w->dlt = pcap_datalink(pc);
+        guint n = 0;
+        /* libpcap has checked the header and link type; a classic pcap
+         * file's records are then read by our own loop (pcap-file.h). */
+        OtsPcapFile *pf = ots_pcap_file_open(w->files[i]);
+        if (pf) {
+            pcap_close(pc);
+            OtsPcapRecord r;
+            OtsPcapNext rc;
+            while ((rc = ots_pcap_file_next(pf, &r, &err)) == OTS_PCAP_RECORD) {
+                handle_packet(w, r.ts, r.caplen, r.len, r.data);
+                if (!file_checkpoint(w, &n))
+                    break;
+            }
+            if (rc == OTS_PCAP_ERROR)
+                g_message("%s: read error: %s", w->files[i], err->message);
+            ots_pcap_file_free(pf);
+            continue;
+        }
         struct pcap_pkthdr *h;
         const u_char *data;
         int rc;
-        guint n = 0;
         while ((rc = pcap_next_ex(pc, &h, &data)) == 1) {
-            handle_packet(w, h, data);
-            if (G_UNLIKELY((++n & 0xfff) == 0)) {
-                if (w->n_shards == 1)
-                    shard_take_registry(w->shards[0]);
-                source_snapshot(w, FALSE);
-                if (g_atomic_int_get(&w->stop))
-                    break;
-            }
+            handle_packet(w, (gint64)h->ts.tv_sec * G_USEC_PER_SEC + h->ts.tv_usec, h->caplen,
+                          h->len, data);
+            if (!file_checkpoint(w, &n))
+                break;
         }
         if (rc == PCAP_ERROR)
             g_message("%s: read error: %s", w->files[i], pcap_geterr(pc));
