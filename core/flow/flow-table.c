@@ -43,26 +43,32 @@ rotl32(guint32 x, int r)
     return (x << r) | (x >> (32 - r));
 }
 
-static inline guint
-addr_len(const OtsIpAddr *a)
-{
-    /* The rest of an IPv4 address is zero by contract; not relying on it. */
-    return a->family == 6 ? 16 : 4;
-}
-
+/* The rest of an IPv4 address is zero by contract; not relying on it. The
+ * copies and compares are of fixed size so that they inline: a call to
+ * memcpy()/memcmp() per packet showed in profiles. */
 static inline gboolean
 addr_equal(const OtsIpAddr *a, const OtsIpAddr *b)
 {
-    return a->family == b->family && memcmp(a->addr, b->addr, addr_len(a)) == 0;
+    if (a->family != b->family)
+        return FALSE;
+    if (a->family != 6) {
+        guint32 x, y;
+        memcpy(&x, a->addr, 4);
+        memcpy(&y, b->addr, 4);
+        return x == y;
+    }
+    return memcmp(a->addr, b->addr, 16) == 0;
 }
 
-static guint32
+static inline guint32
 endpoint_hash(const OtsIpAddr *a, guint16 port, guint32 seed)
 {
-    guint32 w[4] = {0, 0, 0, 0};
-    memcpy(w, a->addr, addr_len(a));
+    guint32 w[4];
+    memcpy(w, a->addr, sizeof(w));
+    /* An IPv4 address is one word (the family is in the seed mix). */
+    guint n = a->family == 6 ? 4 : 1;
     guint32 h = seed ^ ((guint32)a->family << 16) ^ port;
-    for (guint i = 0; i < 4; i++) {
+    for (guint i = 0; i < n; i++) {
         h ^= w[i];
         h = rotl32(h * 0xcc9e2d51u, 15) * 0x1b873593u;
     }
