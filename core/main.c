@@ -72,18 +72,54 @@ typedef struct {
 } Daemon;
 
 static void
+output_failed(Daemon *d, const GError *err)
+{
+    /* The local sink failing (disk full, closed pipe) is fatal for this
+     * run; network transports have the spool. */
+    g_printerr("otsensord: output failed: %s\n", err->message);
+    d->exit_code = EX_IOERR;
+    g_main_loop_quit(d->loop);
+}
+
+static void
 flush_out(Daemon *d)
 {
     if (!d->out.len || !d->sink)
         return;
     g_autoptr(GError) err = NULL;
-    if (!ots_sink_write(d->sink, d->out.data, d->out.len, &err)) {
-        /* The local sink failing (disk full, closed pipe) is fatal for this
-         * run: the spool (issue 3) will keep events across such failures. */
-        g_printerr("otsensord: output failed: %s\n", err->message);
-        d->exit_code = EX_IOERR;
-        g_main_loop_quit(d->loop);
+    if (!ots_sink_write(d->sink, d->out.data, d->out.len, &err))
+        output_failed(d, err);
+    d->out.len = 0;
+}
+
+/* A local output's lines: each one's envelope is written into d->out, and
+ * the body with its newline goes out from the batch as it is, all in one
+ * writev(): no copy of the bodies (they were ~60% of the main thread's time
+ * on the capture benchmark). */
+static void
+write_batch_local(Daemon *d, OtsEventBatch *batch)
+{
+    flush_out(d);
+    gsize id_len = strlen(d->sensor_id_json);
+    /* Reserved at once, so the envelopes do not move while the vectors
+     * point at them. */
+    ots_buf_reserve(&d->out, batch->n_events * (OTS_EVENT_PREFIX_MAX + id_len));
+    g_autofree GOutputVector *v = g_new(GOutputVector, 2 * (gsize)batch->n_events);
+    gsize n = 0, off = 0;
+    const OtsEventRecord *rec;
+    const char *body;
+    while (ots_event_batch_next(batch, &off, &rec, &body) && n < 2 * (gsize)batch->n_events) {
+        gsize start = d->out.len;
+        ots_event_format_prefix(&d->out, rec, d->sensor_id_json, id_len, ++d->seq, &d->tc);
+        v[n].buffer = d->out.data + start;
+        v[n++].size = d->out.len - start;
+        v[n].buffer = body;
+        v[n++].size = rec->len + 1; /* the newline after it */
+        d->events[rec->type]++;
     }
+    g_autoptr(GError) err = NULL;
+    if (n && !ots_sink_writev(d->sink, v, n, &err))
+        output_failed(d, err);
     d->out.len = 0;
 }
 
@@ -107,6 +143,10 @@ on_batch(OtsEventBatch *batch, gpointer user)
         d->out.len = 0;
         ots_spool_sync(d->spool);
         ots_uplink_notify(d->uplink);
+        return;
+    }
+    if (d->sink) {
+        write_batch_local(d, batch);
         return;
     }
     while (ots_event_batch_next(batch, &off, &rec, &body)) {

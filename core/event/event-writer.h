@@ -107,4 +107,13 @@ G_BEGIN_DECLS
  * sensor id already quoted and escaped. */
 void ots_event_format_line(OtsBuf *out, const OtsEventRecord *rec, const char *body,
                            const char *sensor_id_json, guint64 seq, OtsTimeCache *tc);
+
+/* The most a prefix takes besides the sensor id: `{"ts":` and the quoted
+ * time (35), `,"sensor_id":` (13), `,"seq":` and 20 digits (27), `,`. */
+#define OTS_EVENT_PREFIX_MAX 80
+/* Just the envelope `{"ts":..,"sensor_id":..,"seq":..,`: the body follows.
+ * In a batch, the byte after each record's body is a newline, so body and
+ * newline can go out from the batch as they are (rec->len + 1 bytes). */
+void ots_event_format_prefix(OtsBuf *out, const OtsEventRecord *rec, const char *sensor_id_json,
+                             gsize id_len, guint64 seq, OtsTimeCache *tc);
 G_END_DECLS

@@ -136,7 +136,7 @@ ots_event_batch_next(const OtsEventBatch *b, gsize *offset, const OtsEventRecord
     const OtsEventRecord *r = (const OtsEventRecord *)(b->buf.data + *offset);
     *rec = r;
     *body = (const char *)(r + 1);
-    *offset += RECORD_ALIGN(sizeof(OtsEventRecord) + r->len);
+    *offset += RECORD_ALIGN(sizeof(OtsEventRecord) + r->len + 1); /* + the newline */
     return TRUE;
 }
 
@@ -390,6 +390,9 @@ ots_event_commit(OtsEvent *e)
     ots_buf_putc(b, '}');
     OtsEventRecord *rec = (OtsEventRecord *)(b->data + e->record_start);
     rec->len = (guint32)(b->len - e->record_start - sizeof(OtsEventRecord));
+    /* Not part of the body: the line's end, so that the main thread can
+     * write body and newline from the batch as they are (writev, no copy). */
+    ots_buf_putc(b, '\n');
     w->counts[rec->type]++;
     /* Keep records 8-byte aligned. */
     gsize pad = RECORD_ALIGN(b->len) - b->len;
@@ -418,12 +421,10 @@ ots_event_writer_count_anomaly(OtsEventWriter *w, const char *proto, const char 
 }
 
 void
-ots_event_format_line(OtsBuf *out, const OtsEventRecord *rec, const char *body,
-                      const char *sensor_id_json, guint64 seq, OtsTimeCache *tc)
+ots_event_format_prefix(OtsBuf *out, const OtsEventRecord *rec, const char *sensor_id_json,
+                        gsize id_len, guint64 seq, OtsTimeCache *tc)
 {
-    gsize id_len = strlen(sensor_id_json);
-    /* One reservation for the whole line: envelope, body and newline. */
-    ots_buf_reserve(out, 80 + id_len + rec->len);
+    ots_buf_reserve(out, OTS_EVENT_PREFIX_MAX + id_len);
     ots_buf_append_lit(out, "{\"ts\":");
     ots_json_time(out, rec->ts, tc);
     ots_buf_append_lit(out, ",\"sensor_id\":");
@@ -431,6 +432,16 @@ ots_event_format_line(OtsBuf *out, const OtsEventRecord *rec, const char *body,
     ots_buf_append_lit(out, ",\"seq\":");
     ots_json_u64_inline(out, seq);
     ots_buf_putc(out, ',');
+}
+
+void
+ots_event_format_line(OtsBuf *out, const OtsEventRecord *rec, const char *body,
+                      const char *sensor_id_json, guint64 seq, OtsTimeCache *tc)
+{
+    gsize id_len = strlen(sensor_id_json);
+    /* One reservation for the whole line: envelope, body and newline. */
+    ots_buf_reserve(out, OTS_EVENT_PREFIX_MAX + id_len + rec->len + 1);
+    ots_event_format_prefix(out, rec, sensor_id_json, id_len, seq, tc);
     ots_buf_append(out, body, rec->len);
     ots_buf_putc(out, '\n');
 }

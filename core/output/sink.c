@@ -69,6 +69,12 @@ ots_sink_write(OtsSink *s, const guint8 *data, gsize len, GError **error)
 }
 
 gboolean
+ots_sink_writev(OtsSink *s, GOutputVector *v, gsize n, GError **error)
+{
+    return g_output_stream_writev_all(s->out, v, n, NULL, NULL, error);
+}
+
+gboolean
 ots_sink_flush(OtsSink *s, GError **error)
 {
     return g_output_stream_flush(s->out, NULL, error);

@@ -15,6 +15,8 @@ typedef struct _OtsSink OtsSink;
 OtsSink *ots_sink_new(const OtsTransportInfo *transport, const OtsSettings *settings,
                       GError **error);
 gboolean ots_sink_write(OtsSink *s, const guint8 *data, gsize len, GError **error);
+/* Writes all of @n vectors (one writev() per IOV_MAX of them). */
+gboolean ots_sink_writev(OtsSink *s, GOutputVector *v, gsize n, GError **error);
 gboolean ots_sink_flush(OtsSink *s, GError **error);
 const char *ots_sink_get_transport_name(OtsSink *s);
 void ots_sink_free(OtsSink *s);
