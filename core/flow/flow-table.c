@@ -63,11 +63,16 @@ addr_equal(const OtsIpAddr *a, const OtsIpAddr *b)
 static inline guint32
 endpoint_hash(const OtsIpAddr *a, guint16 port, guint32 seed)
 {
-    guint32 w[4];
-    memcpy(w, a->addr, sizeof(w));
-    /* An IPv4 address is one word (the family is in the seed mix). */
-    guint n = a->family == 6 ? 4 : 1;
     guint32 h = seed ^ ((guint32)a->family << 16) ^ port;
+    /* An IPv4 address is one word, loaded as such (see addr_equal()). */
+    guint32 w[4];
+    guint n = 1;
+    if (a->family == 6) {
+        memcpy(w, a->addr, sizeof(w));
+        n = 4;
+    } else {
+        memcpy(w, a->addr, 4);
+    }
     for (guint i = 0; i < n; i++) {
         h ^= w[i];
         h = rotl32(h * 0xcc9e2d51u, 15) * 0x1b873593u;
