@@ -483,7 +483,8 @@ emit_confirmed(OtsSession *s, Pending *p, const Resp *resp)
 
     Facts facts = {0};
     Ident req_id = {0};
-    Walk w = {.dir = p->dir, .ident = &req_id};
+    Problem raised[MAX_PROBLEMS];
+    Walk w = {.dir = p->dir, .ident = &req_id, .raised = raised};
     OtsEvent *e = ots_session_begin_transaction(s, &info);
     if (!e)
         return;
@@ -607,7 +608,8 @@ handle_unconfirmed(OtsSession *s, OtsDirection dir, const Hdr *h, const Apdu *a)
         a->service == SU_UNCONFIRMED_COV_NOTIFICATION_MULTIPLE ||
         a->service == SU_UNCONFIRMED_AUDIT_NOTIFICATION)
         status = OTS_TX_UNSOLICITED;
-    Walk w = {.dir = dir};
+    Problem raised[MAX_PROBLEMS];
+    Walk w = {.dir = dir, .raised = raised};
     OtsEvent *e =
         begin_one_way(s, dir, a->service, bacnet_service_name(FALSE, a->service),
                       bacnet_service_class(FALSE, a->service), status, "application", h, "request");
@@ -1096,7 +1098,8 @@ handle_network_message(OtsSession *s, OtsDirection dir, const Hdr *h, guint8 typ
     const char *name = bacnet_network_message_name(type);
     if (!name)
         name = type >= 0x80 ? "proprietary" : "unknown";
-    Walk w = {.dir = dir};
+    Problem raised[MAX_PROBLEMS];
+    Walk w = {.dir = dir, .raised = raised};
     OtsEvent *e =
         begin_one_way(s, dir, type, name, op, OTS_TX_NO_RESPONSE, "network", h, "request");
     if (!e)
@@ -1376,7 +1379,8 @@ static OtsParseResult
 bacnet_parse(OtsSession *s, gpointer state, OtsDirection dir, OtsReader *r)
 {
     BacnetState *st = state;
-    Walk w = {.dir = dir};
+    Problem raised[MAX_PROBLEMS];
+    Walk w = {.dir = dir, .raised = raised};
     Hdr h = {0};
     guint8 type;
     guint16 len;
