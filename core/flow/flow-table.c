@@ -33,6 +33,10 @@ struct _OtsFlowTable {
     guint32 mask;
     guint32 seed;
     gint64 clock; /* latest packet timestamp seen */
+    /* The flow of the previous packet: a request and its answer, or a run
+     * of segments, skip the hash and the bucket walk (the bucket load was
+     * the lookup's most expensive instruction). */
+    OtsFlow *last;
     Lru lru[N_LISTS];
     OtsFlowStats stats;
 };
@@ -144,6 +148,8 @@ hash_unlink(OtsFlowTable *t, OtsFlow *f)
     if (*pp)
         *pp = f->hash_next;
     f->hash_next = NULL;
+    if (t->last == f)
+        t->last = NULL;
 }
 
 static void
@@ -267,23 +273,29 @@ source_is_client(const OtsFlowTable *t, const OtsPacket *pkt)
     return pkt->sport >= pkt->dport;
 }
 
+/* Whether @pkt belongs to @f (of the same protocol), and which way. */
+static inline gboolean
+match(const OtsFlow *f, const OtsPacket *pkt, OtsDirection *dir)
+{
+    if (f->port[0] == pkt->sport && f->port[1] == pkt->dport &&
+        addr_equal(&f->ip[0], &pkt->src) && addr_equal(&f->ip[1], &pkt->dst)) {
+        *dir = OTS_DIR_TO_SERVER;
+        return TRUE;
+    }
+    if (f->port[0] == pkt->dport && f->port[1] == pkt->sport &&
+        addr_equal(&f->ip[0], &pkt->dst) && addr_equal(&f->ip[1], &pkt->src)) {
+        *dir = OTS_DIR_TO_CLIENT;
+        return TRUE;
+    }
+    return FALSE;
+}
+
 static OtsFlow *
 find(const OtsFlowTable *t, const OtsPacket *pkt, guint32 hash, OtsDirection *dir)
 {
-    for (OtsFlow *f = t->buckets[hash & t->mask]; f; f = f->hash_next) {
-        if (f->hash != hash || f->l4_proto != pkt->l4_proto)
-            continue;
-        if (f->port[0] == pkt->sport && f->port[1] == pkt->dport &&
-            addr_equal(&f->ip[0], &pkt->src) && addr_equal(&f->ip[1], &pkt->dst)) {
-            *dir = OTS_DIR_TO_SERVER;
+    for (OtsFlow *f = t->buckets[hash & t->mask]; f; f = f->hash_next)
+        if (f->hash == hash && f->l4_proto == pkt->l4_proto && match(f, pkt, dir))
             return f;
-        }
-        if (f->port[0] == pkt->dport && f->port[1] == pkt->sport &&
-            addr_equal(&f->ip[0], &pkt->dst) && addr_equal(&f->ip[1], &pkt->src)) {
-            *dir = OTS_DIR_TO_CLIENT;
-            return f;
-        }
-    }
     return NULL;
 }
 
@@ -346,9 +358,15 @@ ots_flow_table_lookup(OtsFlowTable *t, const OtsPacket *pkt, OtsDirection *dir, 
     if (pkt->ts > t->clock)
         t->clock = pkt->ts;
 
-    guint32 hash = flow_hash(t, &pkt->src, pkt->sport, &pkt->dst, pkt->dport, pkt->l4_proto);
     OtsDirection d = OTS_DIR_TO_SERVER;
-    OtsFlow *f = find(t, pkt, hash, &d);
+    OtsFlow *f = t->last;
+    guint32 hash;
+    if (f && f->l4_proto == pkt->l4_proto && match(f, pkt, &d)) {
+        hash = f->hash;
+    } else {
+        hash = flow_hash(t, &pkt->src, pkt->sport, &pkt->dst, pkt->dport, pkt->l4_proto);
+        f = find(t, pkt, hash, &d);
+    }
 
     /* A new connection attempt on the 5-tuple of a closed flow that is only
      * lingering: that flow is over, this is a new one. */
@@ -375,6 +393,7 @@ ots_flow_table_lookup(OtsFlowTable *t, const OtsPacket *pkt, OtsDirection *dir, 
     }
     lru_unlink(&t->lru[before], f);
     lru_push_head(&t->lru[flow_list(f)], f);
+    t->last = f;
 
     if (dir)
         *dir = d;

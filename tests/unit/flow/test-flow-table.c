@@ -436,6 +436,52 @@ test_idle_timeout(void)
     ctx_clear(&c);
 }
 
+/* The table remembers the previous packet's flow; that shortcut must give
+ * what the hash lookup gives, in both directions, and never a flow that has
+ * ended (ASan reports a use after free if it did). */
+static void
+test_previous_flow_shortcut(void)
+{
+    Ctx c;
+    ctx_init(&c);
+    OtsFlowConfig cfg = config(&c, 2);
+    cfg.udp_idle_timeout = 10 * SEC;
+    OtsFlowTable *t = ots_flow_table_new(&cfg);
+    OtsDirection dir;
+    gboolean created;
+    OtsPacket a = pkt("127.0.40.1", 47808, "127.0.40.2", 47808, UDP, 0, 0, 10);
+    OtsPacket a_back = pkt("127.0.40.2", 47808, "127.0.40.1", 47808, UDP, 0, 1, 10);
+    OtsPacket a_tcp = pkt("127.0.40.1", 47808, "127.0.40.2", 47808, TCP, OTS_TCP_SYN, 2, 0);
+    OtsPacket b = pkt("127.0.40.1", 47809, "127.0.40.2", 47808, UDP, 0, 3, 10);
+    guint ida = flow_id(lookup(t, &c, &a, &dir, &created));
+    CU_ASSERT_TRUE(created);
+    /* the answer: the same flow, the other way */
+    CU_ASSERT_EQUAL(flow_id(lookup(t, &c, &a_back, &dir, &created)), ida);
+    CU_ASSERT_FALSE(created);
+    CU_ASSERT_EQUAL(dir, OTS_DIR_TO_CLIENT);
+    CU_ASSERT_EQUAL(flow_id(lookup(t, &c, &a, &dir, &created)), ida);
+    CU_ASSERT_EQUAL(dir, OTS_DIR_TO_SERVER);
+    /* the same addresses and ports over TCP are another flow */
+    guint idt = flow_id(lookup(t, &c, &a_tcp, &dir, &created));
+    CU_ASSERT_TRUE(created);
+    CU_ASSERT_NOT_EQUAL(idt, ida);
+    /* a third flow evicts the least recently used (A) while B is new */
+    guint idb = flow_id(lookup(t, &c, &b, &dir, &created));
+    CU_ASSERT_TRUE(created);
+    CU_ASSERT_EQUAL_FATAL(c.ends->len, 1);
+    CU_ASSERT_EQUAL(g_array_index(c.ends, EndRecord, 0).id, ida);
+    /* B was the previous flow; it times out, then comes back: a new flow */
+    ots_flow_table_expire(t, 20 * SEC);
+    CU_ASSERT_EQUAL_FATAL(c.ends->len, 2);
+    CU_ASSERT_EQUAL(g_array_index(c.ends, EndRecord, 1).id, idb);
+    b.ts = 21 * SEC;
+    guint idb2 = flow_id(lookup(t, &c, &b, &dir, &created));
+    CU_ASSERT_TRUE(created);
+    CU_ASSERT_NOT_EQUAL(idb2, idb);
+    ots_flow_table_free(t);
+    ctx_clear(&c);
+}
+
 static void
 test_closed_and_reset(void)
 {
@@ -796,6 +842,7 @@ test_stress(void)
 }
 
 static CU_TestInfo flow_table_tests[] = {
+    {"the previous packet's flow is a shortcut, never a stale one", test_previous_flow_shortcut},
     {"both directions map to one flow", test_both_directions},
     {"orientation rules", test_orientation},
     {"LRU eviction when full", test_eviction},
