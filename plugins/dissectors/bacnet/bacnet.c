@@ -495,7 +495,7 @@ emit_confirmed(OtsSession *s, Pending *p, const Resp *resp)
         ots_event_begin_object(e, "request");
         put_hdr(e, &p->req_hdr);
         put_apdu_head(e, APDU_CONFIRMED, p->invoke_id, TRUE);
-        put_service(e, TRUE, p->service);
+        /* The service is the event's function / function_name. */
         ots_event_add_uint(e, "max_segments_accepted", max_segs_values[p->max_segs & 7]);
         if (p->max_apdu < G_N_ELEMENTS(max_apdu_values))
             ots_event_add_uint(e, "max_apdu_length_accepted", max_apdu_values[p->max_apdu]);
@@ -616,8 +616,7 @@ handle_unconfirmed(OtsSession *s, OtsDirection dir, const Hdr *h, const Apdu *a)
     if (!e)
         return;
     w.e = e;
-    put_apdu_head(e, APDU_UNCONFIRMED, 0, FALSE);
-    put_service(e, FALSE, a->service);
+    put_apdu_head(e, APDU_UNCONFIRMED, 0, FALSE); /* the service: function */
     OtsReader body = OTS_READER_INIT(a->body, a->body_len);
     bacnet_walk_unconfirmed(&w, &body, a->service, &iam, &have_iam);
     ots_event_commit(e);

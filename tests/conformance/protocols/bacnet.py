@@ -215,7 +215,12 @@ def expand(event, leg):
     if m is None:
         return []
     req = event["bacnet"].get("request")
-    if leg == "response" and req is not None:
+    if req is not None and req.get("apdu_type") in (APDU_CONFIRMED, APDU_UNCONFIRMED):
+        # A request's service is the event's function.
+        req = dict(req, service=event["function"])
+    if leg == "request":
+        m = req
+    elif req is not None:
         m = _with_echo(m, req)
     r = _header(m)
     if m.get("apdu_type") is None:
