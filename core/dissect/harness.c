@@ -87,6 +87,12 @@ ots_harness_new(const OtsDissectorInfo *info, OtsL4Proto l4, guint16 server_port
     return h;
 }
 
+OtsFlow *
+ots_harness_flow(OtsHarness *h)
+{
+    return &h->flow;
+}
+
 void
 ots_harness_set_memcap(OtsHarness *h, gsize bytes)
 {

@@ -9,6 +9,7 @@
 
 #include <glib.h>
 #include <otsensor/dissector.h>
+#include "core/flow/flow-table.h"
 
 G_BEGIN_DECLS
 
@@ -17,6 +18,9 @@ typedef struct _OtsHarness OtsHarness;
 /* A flow 127.0.0.1:40000 (client) <-> 127.0.0.2:@server_port (server). */
 OtsHarness *ots_harness_new(const OtsDissectorInfo *info, OtsL4Proto l4, guint16 server_port);
 void ots_harness_free(OtsHarness *h);
+/* The harness's flow, to change its addresses, ports or VLAN before the
+ * first event (the envelope's text is made then). */
+OtsFlow *ots_harness_flow(OtsHarness *h);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(OtsHarness, ots_harness_free)
 
 /* Packet time for what follows (µs since the epoch); default 1700000000 s. */

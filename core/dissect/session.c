@@ -183,6 +183,32 @@ ots_session_get_max_pdu(OtsSession *s)
 
 /* Event envelope parts */
 
+/* @a as text into @buf (48 bytes). IPv4 by hand: glibc's inet_ntop()
+ * formats it with sprintf(), and this runs for every new flow. */
+static void
+ip_text(const OtsIpAddr *a, char *buf)
+{
+    if (a->family != 4) {
+        ots_ip_addr_to_string(a, buf, 48);
+        return;
+    }
+    guint8 *o = (guint8 *)buf;
+    for (int i = 0; i < 4; i++) {
+        if (i)
+            *o++ = '.';
+        o = ots_event_put_u64_(o, a->addr[i]);
+    }
+    *o = '\0';
+}
+
+static char *
+put_str(char *o, const char *s)
+{
+    gsize n = strlen(s);
+    memcpy(o, s, n);
+    return o + n;
+}
+
 static SessionStrings *
 session_strings(OtsSession *s)
 {
@@ -192,17 +218,28 @@ session_strings(OtsSession *s)
     OtsFlow *f = s->flow;
     const char *l4 = f->l4_proto == OTS_L4_TCP ? "tcp" : "udp";
     for (int i = 0; i < 2; i++)
-        ots_ip_addr_to_string(&f->ip[i], st->ip[i], sizeof(st->ip[i]));
+        ip_text(&f->ip[i], st->ip[i]);
     for (int d = 0; d < 2; d++) {
         int src = d, dst = 1 - d;
-        int n = g_snprintf(st->tuple[d], sizeof(st->tuple[d]),
-                           "\"src_ip\":\"%s\",\"src_port\":%u,\"dst_ip\":\"%s\",\"dst_port\":%u,"
-                           "\"transport\":\"%s\"",
-                           st->ip[src], f->port[src], st->ip[dst], f->port[dst], l4);
-        if (f->vlan_id && n > 0 && (gsize)n < sizeof(st->tuple[d]))
-            n += g_snprintf(st->tuple[d] + n, sizeof(st->tuple[d]) - (gsize)n, ",\"vlan\":%u",
-                            f->vlan_id);
-        st->tuple_len[d] = MIN((gsize)n, sizeof(st->tuple[d]) - 1);
+        /* At most 2 x 46 address bytes, 2 x 5 port digits, 5 vlan digits
+         * and the fixed text: well within the 256 bytes. */
+        char *o = st->tuple[d];
+        o = put_str(o, "\"src_ip\":\"");
+        o = put_str(o, st->ip[src]);
+        o = put_str(o, "\",\"src_port\":");
+        o = (char *)ots_event_put_u64_((guint8 *)o, f->port[src]);
+        o = put_str(o, ",\"dst_ip\":\"");
+        o = put_str(o, st->ip[dst]);
+        o = put_str(o, "\",\"dst_port\":");
+        o = (char *)ots_event_put_u64_((guint8 *)o, f->port[dst]);
+        o = put_str(o, ",\"transport\":\"");
+        o = put_str(o, l4);
+        *o++ = '"';
+        if (f->vlan_id) {
+            o = put_str(o, ",\"vlan\":");
+            o = (char *)ots_event_put_u64_((guint8 *)o, f->vlan_id);
+        }
+        st->tuple_len[d] = (gsize)(o - st->tuple[d]);
     }
     s->strings = st;
     return st;

@@ -100,6 +100,46 @@ pdu(guint32 len, guint8 kind)
     return g_byte_array_free_to_bytes(a);
 }
 
+/* The envelope's 5-tuple text, made once per flow: IPv4 with every octet
+ * width, IPv6, ports at both ends of their range, a VLAN. */
+static void
+test_envelope_text(void)
+{
+    static const struct {
+        guint8 family;
+        guint8 client[16], server[16];
+        guint16 cport, sport, vlan;
+        const char *tuple;
+    } cases[] = {
+        {4, {127, 0, 0, 1}, {127, 255, 10, 100}, 0, 65535, 0,
+         "\"src_ip\":\"127.0.0.1\",\"src_port\":0,\"dst_ip\":\"127.255.10.100\","
+         "\"dst_port\":65535,\"transport\":\"tcp\",\"proto\""},
+        {4, {127, 9, 99, 199}, {127, 0, 0, 2}, 1, 9, 4094,
+         "\"src_ip\":\"127.9.99.199\",\"src_port\":1,\"dst_ip\":\"127.0.0.2\","
+         "\"dst_port\":9,\"transport\":\"tcp\",\"vlan\":4094,\"proto\""},
+        {6, {[15] = 1}, {[15] = 1}, 40000, 7777, 7,
+         "\"src_ip\":\"::1\",\"src_port\":40000,\"dst_ip\":\"::1\",\"dst_port\":7777,"
+         "\"transport\":\"tcp\",\"vlan\":7,\"proto\""},
+    };
+    for (guint k = 0; k < G_N_ELEMENTS(cases); k++) {
+        g_autoptr(OtsHarness) h = ots_harness_new(&toy_info, OTS_L4_TCP, 7777);
+        OtsFlow *f = ots_harness_flow(h);
+        f->ip[0].family = f->ip[1].family = cases[k].family;
+        memcpy(f->ip[0].addr, cases[k].client, 16);
+        memcpy(f->ip[1].addr, cases[k].server, 16);
+        f->port[0] = cases[k].cport;
+        f->port[1] = cases[k].sport;
+        f->vlan_id = cases[k].vlan;
+        g_autoptr(GBytes) p = pdu(1, 1);
+        ots_harness_feed(h, OTS_DIR_TO_SERVER, g_bytes_get_data(p, NULL), g_bytes_get_size(p));
+        CU_ASSERT_EQUAL_FATAL(ots_harness_count(h, "transaction"), 1);
+        const char *line = ots_harness_event(h, (guint)ots_harness_find(h, "transaction", 0));
+        if (!strstr(line, cases[k].tuple))
+            g_printerr("envelope: %s\nwanted: %s\n", line, cases[k].tuple);
+        CU_ASSERT_PTR_NOT_NULL(strstr(line, cases[k].tuple));
+    }
+}
+
 static void
 test_split_and_multi(void)
 {
@@ -427,6 +467,7 @@ test_memcap_charge(void)
 }
 
 static CU_TestInfo dissect_tests[] = {
+    {"envelope 5-tuple text: IPv4, IPv6, ports, VLAN", test_envelope_text},
     {"PDUs split and batched", test_split_and_multi},
     {"malformed, gap, state freed once", test_malformed_and_gap},
     {"incomplete PDU over max_pdu", test_pdu_too_large},
