@@ -45,17 +45,16 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(OtsEventBatch, ots_event_batch_free)
 gboolean ots_event_batch_next(const OtsEventBatch *b, gsize *offset, const OtsEventRecord **rec,
                               const char **body);
 
-#define OTS_EVENT_MAX_DEPTH 16
+#define OTS_EVENT_MAX_DEPTH OTS_EVENT_MAX_DEPTH_
 
 struct _OtsEvent {
     /* First: the part the SDK's inline writers use (<otsensor/event.h>).
      * head.buf is the batch's buffer, head.state the innermost container's
-     * OTS_EVENT_OPEN_ / _COMMA_ / _ARRAY_. */
+     * OTS_EVENT_OPEN_ / _COMMA_ / _ARRAY_, head.depth and head.arrays the
+     * nesting. */
     OtsEventHead_ head;
     struct _OtsEventWriter *writer;
     gsize record_start;
-    guint depth;
-    guint8 is_array[OTS_EVENT_MAX_DEPTH + 1];
 };
 
 typedef void (*OtsBatchReadyFunc)(OtsEventBatch *batch, gpointer user);

@@ -196,8 +196,8 @@ ots_event_writer_begin(OtsEventWriter *w, OtsEventType type, gint64 ts)
     ots_buf_append(b, type_members[type].json, type_members[type].len);
     e->head.buf = (OtsEventBuf_ *)(void *)b;
     e->head.state = OTS_EVENT_OPEN_ | OTS_EVENT_COMMA_; /* "type" is written */
-    e->depth = 0;
-    e->is_array[0] = FALSE;
+    e->head.depth = 0;
+    e->head.arrays = 0;
     return e;
 }
 
@@ -318,23 +318,15 @@ static void
 open_container(OtsEvent *e, const char *key, char c, gboolean array)
 {
     g_return_if_fail(e && EV_OPEN(e));
-    ots_buf_putc(member(e, key), c);
-    ots_event_push_(e, array);
-}
-
-void
-ots_event_push_(OtsEvent *e, gboolean array)
-{
-    g_return_if_fail(e && EV_OPEN(e));
-    if (G_UNLIKELY(e->depth >= OTS_EVENT_MAX_DEPTH)) {
-        /* A plugin bug. `"key":{` is written: close it at once, so the JSON
-         * stays valid, and the members land in the current container. */
+    if (G_UNLIKELY(e->head.depth >= OTS_EVENT_MAX_DEPTH)) {
+        /* A plugin bug. Keep the JSON valid by refusing to nest; the
+         * members land in the current container. */
         g_critical("event nesting deeper than %d", OTS_EVENT_MAX_DEPTH);
-        ots_buf_putc(ev_buf(e), array ? ']' : '}');
         return;
     }
-    e->depth++;
-    e->is_array[e->depth] = array;
+    ots_buf_putc(member(e, key), c);
+    e->head.depth++;
+    e->head.arrays = (e->head.arrays << 1) | (array ? 1u : 0u);
     e->head.state = OTS_EVENT_OPEN_ | (array ? OTS_EVENT_ARRAY_ : 0);
 }
 
@@ -342,15 +334,16 @@ static void
 close_container(OtsEvent *e, char c, gboolean array)
 {
     g_return_if_fail(e && EV_OPEN(e));
-    if (e->depth == 0 || e->is_array[e->depth] != array) {
+    if (e->head.depth == 0 || (e->head.arrays & 1u) != (array ? 1u : 0u)) {
         g_critical("unbalanced event %s close", array ? "array" : "object");
         return;
     }
     ots_buf_putc(ev_buf(e), c);
-    e->depth--;
+    e->head.depth--;
+    e->head.arrays >>= 1;
     /* The parent now has a member: the container just closed. */
     e->head.state =
-        OTS_EVENT_OPEN_ | OTS_EVENT_COMMA_ | (e->is_array[e->depth] ? OTS_EVENT_ARRAY_ : 0);
+        OTS_EVENT_OPEN_ | OTS_EVENT_COMMA_ | ((e->head.arrays & 1u) ? OTS_EVENT_ARRAY_ : 0);
 }
 
 void
@@ -383,10 +376,8 @@ ots_event_commit(OtsEvent *e)
     g_return_if_fail(e && EV_OPEN(e));
     OtsEventWriter *w = e->writer;
     OtsBuf *b = &w->batch->buf;
-    while (e->depth > 0) {
-        ots_buf_putc(b, e->is_array[e->depth] ? ']' : '}');
-        e->depth--;
-    }
+    for (; e->head.depth > 0; e->head.depth--, e->head.arrays >>= 1)
+        ots_buf_putc(b, (e->head.arrays & 1u) ? ']' : '}');
     ots_buf_putc(b, '}');
     OtsEventRecord *rec = (OtsEventRecord *)(b->data + e->record_start);
     rec->len = (guint32)(b->len - e->record_start - sizeof(OtsEventRecord));

@@ -213,11 +213,15 @@ typedef struct {
 typedef struct {
     OtsEventBuf_ *buf; /* the batch being written */
     guint32 state;     /* OTS_EVENT_*_ of the innermost object or array */
+    guint32 depth;     /* objects and arrays open inside the event */
+    guint32 arrays;    /* bit i: the container i levels up is an array */
 } OtsEventHead_;
 
 #define OTS_EVENT_OPEN_ 1u  /* an event is open */
 #define OTS_EVENT_COMMA_ 2u /* the innermost object or array has a member */
 #define OTS_EVENT_ARRAY_ 4u /* the innermost container is an array */
+/* Deeper nesting is a plugin bug: refused (the JSON stays valid). */
+#define OTS_EVENT_MAX_DEPTH_ 16
 
 /* Writes the decimal digits of @v at @o; returns the end. The core's JSON
  * writer uses it too. */
@@ -265,9 +269,6 @@ ots_event_put_u64_(guint8 *o, guint64 v)
 /* The value of a member whose key the inline path wrote: @value escaped
  * and quoted, or null. For that path only. */
 void ots_event_put_string_(OtsEvent *e, const char *value);
-/* Enters the object or array whose key and bracket the inline path wrote.
- * For that path only. */
-void ots_event_push_(OtsEvent *e, gboolean array);
 
 #if defined(__GNUC__) && defined(__OPTIMIZE__) && !defined(OTS_EVENT_NO_INLINE)
 
@@ -369,7 +370,8 @@ ots_event_add_string_inline_(OtsEvent *e, const char *key, const char *value)
 G_ALWAYS_INLINE static inline void
 ots_event_begin_inline_(OtsEvent *e, const char *key, gboolean array)
 {
-    guint8 *o = ots_event_fast_key_(e, key, 1);
+    OtsEventHead_ *h = (OtsEventHead_ *)(void *)e;
+    guint8 *o = e && h->depth < OTS_EVENT_MAX_DEPTH_ ? ots_event_fast_key_(e, key, 1) : NULL;
     if (!o) {
         if (array)
             (ots_event_begin_array)(e, key);
@@ -379,12 +381,35 @@ ots_event_begin_inline_(OtsEvent *e, const char *key, gboolean array)
     }
     *o++ = array ? '[' : '{';
     ots_event_fast_end_(e, o);
-    ots_event_push_(e, array);
+    h->depth++;
+    h->arrays = (h->arrays << 1) | (array ? 1u : 0u);
+    h->state = OTS_EVENT_OPEN_ | (array ? OTS_EVENT_ARRAY_ : 0);
+}
+
+G_ALWAYS_INLINE static inline void
+ots_event_end_inline_(OtsEvent *e, gboolean array)
+{
+    OtsEventHead_ *h = (OtsEventHead_ *)(void *)e;
+    if (G_UNLIKELY(!e || !(h->state & OTS_EVENT_OPEN_) || h->depth == 0 ||
+                   (h->arrays & 1u) != (array ? 1u : 0u) || h->buf->cap == h->buf->len)) {
+        if (array)
+            (ots_event_end_array)(e);
+        else
+            (ots_event_end_object)(e);
+        return;
+    }
+    h->buf->data[h->buf->len++] = array ? ']' : '}';
+    h->depth--;
+    h->arrays >>= 1;
+    /* The parent has a member now: the container just closed. */
+    h->state = OTS_EVENT_OPEN_ | OTS_EVENT_COMMA_ | ((h->arrays & 1u) ? OTS_EVENT_ARRAY_ : 0);
 }
 
 #define ots_event_add_string(e, key, value) ots_event_add_string_inline_((e), (key), (value))
 #define ots_event_begin_object(e, key) ots_event_begin_inline_((e), (key), FALSE)
 #define ots_event_begin_array(e, key) ots_event_begin_inline_((e), (key), TRUE)
+#define ots_event_end_object(e) ots_event_end_inline_((e), FALSE)
+#define ots_event_end_array(e) ots_event_end_inline_((e), TRUE)
 #define ots_event_add_uint(e, key, value) ots_event_add_uint_inline_((e), (key), (value))
 #define ots_event_add_int(e, key, value) ots_event_add_int_inline_((e), (key), (value))
 #define ots_event_add_bool(e, key, value) ots_event_add_bool_inline_((e), (key), (value))

@@ -25,7 +25,7 @@ G_BEGIN_DECLS
  * 1.2: ots_session_charge() / ots_session_refund() (the memory budget),
  *      ots_session_begin_anomalyf() / ots_session_begin_anomalyv()
  * 1.3: the event builder's inline fast path (OtsEventHead_ is the head of
- *      the core's event; ots_event_put_string_(), ots_event_push_()) */
+ *      the core's event; ots_event_put_string_()) */
 #define OTS_ABI_MINOR 3
 
 /* Kept for the names STYLE.md uses; the whole SDK shares one ABI version. */

@@ -226,14 +226,14 @@ fill(OtsEventWriter *w, gboolean inline_path, const char *runtime_key, guint *n_
         (ots_event_add_uint)(e, NULL, 3);
         (ots_event_add_uint)(e, "ignored in an array", 4);
         (ots_event_begin_object)(e, NULL);
-        ots_event_end_object(e);
+        (ots_event_end_object)(e);
         (ots_event_begin_array)(e, NULL);
-        ots_event_end_array(e);
-        ots_event_end_array(e);
+        (ots_event_end_array)(e);
+        (ots_event_end_array)(e);
         (ots_event_add_uint)(e, "after", 5);
         (ots_event_begin_object)(e, "empty");
-        ots_event_end_object(e);
-        ots_event_end_object(e);
+        (ots_event_end_object)(e);
+        (ots_event_end_object)(e);
         for (guint k = 0; k < *n_pad; k++) /* as many as the inline path wrote */
             (ots_event_add_uint)(e, "p", 7);
         (ots_event_add_uint)(e, "grown_beyond_the_buffer", G_MAXUINT64);
