@@ -206,7 +206,10 @@ fill(OtsEventWriter *w, gboolean inline_path, const char *runtime_key, guint *n_
         ots_event_end_object(e);
         /* a buffer short of room takes the general path, which grows it */
         OtsBuf *b = (OtsBuf *)(void *)((OtsEventHead_ *)(void *)e)->buf;
-        for (*n_pad = 0; b->cap - b->len >= 32; (*n_pad)++)
+        /* Until the inline path must give up for room (or, where it is
+         * not compiled in, until the functions grow the buffer). */
+        gsize cap = b->cap;
+        for (*n_pad = 0; b->cap == cap && b->cap - b->len >= 32; (*n_pad)++)
             ots_event_add_uint(e, "p", 7);
         ots_event_add_uint(e, "grown_beyond_the_buffer", G_MAXUINT64);
     } else {
