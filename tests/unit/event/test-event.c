@@ -176,6 +176,12 @@ test_builder(void)
 static void
 fill(OtsEventWriter *w, gboolean inline_path, const char *runtime_key, guint *n_pad)
 {
+    /* Short and plain, exactly 16 and 31 bytes, 32 and longer, an escape
+     * after the first 16 bytes, a byte >= 0x80. */
+    static const char *const runtime_values[] = {
+        "", "x", "original_unicast_npdu", "0123456789abcdef", "0123456789abcdef0123456789abcde",
+        "0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef0123456789",
+        "0123456789abcdef01\"3", "caf\xc3\xa9", NULL};
     static const guint64 u[] = {0, 9, 10, 99, 100, 999, 1000, 65535, G_MAXUINT32, G_MAXUINT64};
     static const gint64 i[] = {0, -1, 1, -10, 4096, G_MININT64, G_MAXINT64};
     OtsEvent *e = ots_event_writer_begin(w, OTS_EVENT_TRANSACTION, 1);
@@ -190,6 +196,8 @@ fill(OtsEventWriter *w, gboolean inline_path, const char *runtime_key, guint *n_
         ots_event_add_string(e, "s", "plain");
         ots_event_add_string(e, "esc", "a\"b\\c\n\x01\xff");
         ots_event_add_string(e, "nul", NULL);
+        for (guint k = 0; runtime_values[k]; k++) /* not literals: scanned */
+            ots_event_add_string(e, "rv", runtime_values[k]);
         ots_event_add_uint(e, "k\"q", 1); /* a literal that needs escaping */
         ots_event_add_uint(e, runtime_key, 2);
         ots_event_begin_array(e, "arr");
@@ -223,6 +231,8 @@ fill(OtsEventWriter *w, gboolean inline_path, const char *runtime_key, guint *n_
         (ots_event_add_string)(e, "s", "plain");
         (ots_event_add_string)(e, "esc", "a\"b\\c\n\x01\xff");
         (ots_event_add_string)(e, "nul", NULL);
+        for (guint k = 0; runtime_values[k]; k++)
+            (ots_event_add_string)(e, "rv", runtime_values[k]);
         (ots_event_add_uint)(e, "k\"q", 1);
         (ots_event_add_uint)(e, runtime_key, 2);
         (ots_event_begin_array)(e, "arr");
@@ -266,7 +276,13 @@ test_inline_writers(void)
                        "\"u\":18446744073709551615,\"obj\":{\"i\":0,\"i\":-1,\"i\":1,\"i\":-10,"
                        "\"i\":4096,\"i\":-9223372036854775808,\"i\":9223372036854775807,"
                        "\"t\":true,\"f\":false,\"s\":\"plain\",\"esc\":\"a\\\"b\\\\c\\n\\u0001"
-                       "\\u00ff\",\"nul\":null,\"k\\\"q\":1,\"run\\ttime\":2,\"arr\":[3,4,{},[]],"
+                       "\\u00ff\",\"nul\":null,\"rv\":\"\",\"rv\":\"x\","
+                       "\"rv\":\"original_unicast_npdu\",\"rv\":\"0123456789abcdef\","
+                       "\"rv\":\"0123456789abcdef0123456789abcde\","
+                       "\"rv\":\"0123456789abcdef0123456789abcdef\","
+                       "\"rv\":\"0123456789abcdef0123456789abcdef0123456789\","
+                       "\"rv\":\"0123456789abcdef01\\\"3\",\"rv\":\"caf\u00e9\","
+                       "\"k\\\"q\":1,\"run\\ttime\":2,\"arr\":[3,4,{},[]],"
                        "\"after\":5,\"empty\":{}},\"p\":7";
     CU_ASSERT_PTR_NOT_NULL(strstr(a.lines->pdata[0], want));
     CU_ASSERT_PTR_NOT_NULL(strstr(a.lines->pdata[0], ",\"grown_beyond_the_buffer\":18446744073709551615}\n"));
