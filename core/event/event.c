@@ -89,6 +89,7 @@ ots_event_batch_new(gsize cap)
 {
     OtsEventBatch *b = g_new0(OtsEventBatch, 1);
     ots_buf_init(&b->buf, cap);
+    ots_buf_init(&b->index, 64 * sizeof(OtsEventIndex));
     b->created = g_get_monotonic_time();
     return b;
 }
@@ -99,6 +100,7 @@ ots_event_batch_free(OtsEventBatch *b)
     if (!b)
         return;
     ots_buf_clear(&b->buf);
+    ots_buf_clear(&b->index);
     g_free(b);
 }
 
@@ -106,6 +108,7 @@ void
 ots_event_batch_reset(OtsEventBatch *b)
 {
     b->buf.len = 0;
+    b->index.len = 0;
     b->n_events = 0;
     b->created = g_get_monotonic_time();
 }
@@ -131,12 +134,12 @@ gboolean
 ots_event_batch_next(const OtsEventBatch *b, gsize *offset, const OtsEventRecord **rec,
                      const char **body)
 {
-    if (*offset + sizeof(OtsEventRecord) > b->buf.len)
+    if (*offset + sizeof(OtsEventIndex) > b->index.len)
         return FALSE;
-    const OtsEventRecord *r = (const OtsEventRecord *)(b->buf.data + *offset);
-    *rec = r;
-    *body = (const char *)(r + 1);
-    *offset += RECORD_ALIGN(sizeof(OtsEventRecord) + r->len + 1); /* + the newline */
+    const OtsEventIndex *x = (const OtsEventIndex *)(const void *)(b->index.data + *offset);
+    *rec = &x->rec;
+    *body = (const char *)b->buf.data + x->body;
+    *offset += sizeof(OtsEventIndex);
     return TRUE;
 }
 
@@ -379,12 +382,16 @@ ots_event_commit(OtsEvent *e)
     for (; e->head.depth > 0; e->head.depth--, e->head.arrays >>= 1)
         ots_buf_putc(b, (e->head.arrays & 1u) ? ']' : '}');
     ots_buf_putc(b, '}');
-    OtsEventRecord *rec = (OtsEventRecord *)(b->data + e->record_start);
-    rec->len = (guint32)(b->len - e->record_start - sizeof(OtsEventRecord));
+    guint32 len = (guint32)(b->len - e->record_start - sizeof(OtsEventRecord));
     /* Not part of the body: the line's end, so that the main thread can
-     * write body and newline from the batch as they are (writev, no copy). */
+     * write body and newline from the batch as they are (writev, no copy).
+     * It may move the buffer: the record is located after it. */
     ots_buf_putc(b, '\n');
+    OtsEventRecord *rec = (OtsEventRecord *)(b->data + e->record_start);
+    rec->len = len;
     w->counts[rec->type]++;
+    OtsEventIndex x = {.rec = *rec, .body = e->record_start + sizeof(OtsEventRecord)};
+    ots_buf_append(&w->batch->index, &x, sizeof(x));
     /* Keep records 8-byte aligned. */
     gsize pad = RECORD_ALIGN(b->len) - b->len;
     if (pad) {

@@ -293,6 +293,35 @@ test_inline_writers(void)
     g_ptr_array_unref(b.lines);
 }
 
+/* The newline after a body may be what grows the batch's buffer: the
+ * record must be found after that, not before (ASan: use after free). */
+static void
+test_commit_grows_buffer(void)
+{
+    Collect c = {g_ptr_array_new_with_free_func(g_free)};
+    OtsEventWriter w;
+    ots_event_writer_init(&w, 1 << 20, collect_batch, &c);
+    OtsEvent *e = ots_event_writer_begin(&w, OTS_EVENT_FLOW, 1);
+    OtsBuf *b = (OtsBuf *)(void *)((OtsEventHead_ *)(void *)e)->buf;
+    /* `,"s":"` + n bytes + `"` leaves exactly the room of the closing brace */
+    gsize n = b->cap - b->len - 8;
+    g_autofree char *s = g_malloc(n + 1);
+    memset(s, 'a', n);
+    s[n] = 0;
+    (ots_event_add_string)(e, "s", s);
+    CU_ASSERT_EQUAL_FATAL(b->cap - b->len, 1);
+    ots_event_commit(e);
+    CU_ASSERT_EQUAL(w.counts[OTS_EVENT_FLOW], 1);
+    ots_event_writer_flush(&w);
+    CU_ASSERT_EQUAL_FATAL(c.lines->len, 1);
+    const char *line = c.lines->pdata[0];
+    CU_ASSERT(g_str_has_suffix(line, "aaaa\"}\n"));
+    CU_ASSERT_EQUAL(strlen(line), strlen("{\"ts\":\"1970-01-01T00:00:00.000001Z\",\"sensor_id\":\"s-1\","
+                                          "\"seq\":1,\"type\":\"flow\",\"s\":\"\"}\n") + n);
+    ots_event_writer_clear(&w);
+    g_ptr_array_unref(c.lines);
+}
+
 static void
 test_batch_limit(void)
 {
@@ -409,6 +438,7 @@ static CU_TestInfo event_tests[] = {
     {"hex", test_hex},
     {"builder nesting and envelope", test_builder},
     {"inline writers give the bytes of the functions", test_inline_writers},
+    {"the newline that grows the buffer", test_commit_grows_buffer},
     {"batch limit hands over in order", test_batch_limit},
     {"anomaly counters", test_anomaly_counts},
     {"enum names", test_names},
