@@ -101,8 +101,8 @@ write_batch_local(Daemon *d, OtsEventBatch *batch)
 {
     flush_out(d);
     gsize id_len = strlen(d->sensor_id_json);
-    /* Reserved at once, so the envelopes do not move while the vectors
-     * point at them. */
+    /* Reserved at once, so that the envelopes are written without a move;
+     * the vectors get their addresses once all are written all the same. */
     ots_buf_reserve(&d->out, batch->n_events * (OTS_EVENT_PREFIX_MAX + id_len));
     g_autofree GOutputVector *v = g_new(GOutputVector, 2 * (gsize)batch->n_events);
     gsize n = 0, off = 0;
@@ -111,12 +111,14 @@ write_batch_local(Daemon *d, OtsEventBatch *batch)
     while (ots_event_batch_next(batch, &off, &rec, &body) && n < 2 * (gsize)batch->n_events) {
         gsize start = d->out.len;
         ots_event_format_prefix(&d->out, rec, d->sensor_id_json, id_len, ++d->seq, &d->tc);
-        v[n].buffer = d->out.data + start;
+        v[n].buffer = GSIZE_TO_POINTER(start); /* an offset until the loop ends */
         v[n++].size = d->out.len - start;
         v[n].buffer = body;
         v[n++].size = rec->len + 1; /* the newline after it */
         d->events[rec->type]++;
     }
+    for (gsize i = 0; i < n; i += 2)
+        v[i].buffer = d->out.data + GPOINTER_TO_SIZE(v[i].buffer);
     g_autoptr(GError) err = NULL;
     if (n && !ots_sink_writev(d->sink, v, n, &err))
         output_failed(d, err);
