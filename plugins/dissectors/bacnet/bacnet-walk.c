@@ -106,21 +106,28 @@ typedef struct {
     guint32 len; /* value bytes that follow (0 for open/close and booleans) */
 } Tag;
 
-/* Reads a tag header; the value bytes are known to be there. */
-static gboolean
+/* Reads a tag header; the value bytes are known to be there. On failure
+ * the reader has not moved. Written on the bytes directly: it runs for
+ * every tag of every PDU (with take(), the largest share of the parser). */
+static inline gboolean
 tag_read(OtsReader *r, Tag *t)
 {
-    gsize save = ots_reader_get_pos(r);
-    guint8 b, ext;
-    if (!ots_reader_get_u8(r, &b))
+    const guint8 *p = r->data + r->pos;
+    gsize left = r->len - r->pos, used = 1;
+    if (G_UNLIKELY(left == 0))
         return FALSE;
+    guint8 b = p[0];
     t->number = b >> 4;
     t->context = (b & 0x08) != 0;
     t->lvt = b & 0x07;
     t->kind = TAG_VALUE;
     t->len = t->lvt;
-    if (t->number == 15 && !ots_reader_get_u8(r, &t->number))
-        goto fail;
+    if (G_UNLIKELY(t->number == 15)) {
+        if (left < 2)
+            return FALSE;
+        t->number = p[1];
+        used = 2;
+    }
     if (t->context && t->lvt == 6) {
         t->kind = TAG_OPEN;
         t->len = 0;
@@ -130,26 +137,28 @@ tag_read(OtsReader *r, Tag *t)
     } else if (!t->context && t->number == TAG_BOOLEAN) {
         t->len = 0; /* the value is the LVT field */
     } else if (t->lvt == 5) {
-        if (!ots_reader_get_u8(r, &ext))
-            goto fail;
+        if (left < used + 1)
+            return FALSE;
+        guint8 ext = p[used++];
         if (ext == 254) {
-            guint16 v16;
-            if (!ots_reader_get_u16_be(r, &v16))
-                goto fail;
-            t->len = v16;
+            if (left < used + 2)
+                return FALSE;
+            t->len = ((guint32)p[used] << 8) | p[used + 1];
+            used += 2;
         } else if (ext == 255) {
-            if (!ots_reader_get_u32_be(r, &t->len))
-                goto fail;
+            if (left < used + 4)
+                return FALSE;
+            t->len = ((guint32)p[used] << 24) | ((guint32)p[used + 1] << 16) |
+                     ((guint32)p[used + 2] << 8) | p[used + 3];
+            used += 4;
         } else {
             t->len = ext;
         }
     }
-    if (ots_reader_remaining(r) < t->len)
-        goto fail;
+    if (left - used < t->len)
+        return FALSE;
+    r->pos += used;
     return TRUE;
-fail:
-    ots_reader_set_pos(r, save);
-    return FALSE;
 }
 
 static gboolean
@@ -181,8 +190,9 @@ static gboolean
 take(Walk *w, OtsReader *r, gboolean context, guint8 n, gboolean optional, const char *what, Tag *t,
      const guint8 **val)
 {
-    OtsReader c = *r;
-    if (!tag_read(&c, t) || t->context != context || t->kind != TAG_VALUE || t->number != n) {
+    gsize save = r->pos;
+    if (!tag_read(r, t) || t->context != context || t->kind != TAG_VALUE || t->number != n) {
+        r->pos = save;
         if (!optional) {
             if (ots_reader_remaining(r) == 0)
                 bacnet_problem(w, "bad_length", "service data ends before %s", what);
@@ -192,8 +202,8 @@ take(Walk *w, OtsReader *r, gboolean context, guint8 n, gboolean optional, const
         }
         return FALSE;
     }
-    ots_reader_get_data(&c, t->len, val);
-    *r = c;
+    *val = r->data + r->pos; /* tag_read() checked the value is there */
+    r->pos += t->len;
     return TRUE;
 }
 
