@@ -231,7 +231,7 @@ copy_plain_cstr(guint8 *o, const char *s, gsize room)
 {
     const guint8 *p = (const guint8 *)s;
     gsize n = 0;
-#ifdef OTS_SIMD_CSTRING
+#ifdef OTS_EVENT_SIMD_ /* from <otsensor/event.h>: SSE2, no sanitizer */
     while (n + 16 <= room) {
         if (G_UNLIKELY(((guintptr)(p + n) & 4095) > 4096 - 16)) {
             /* Up to the page boundary one byte at a time. */
@@ -245,7 +245,7 @@ copy_plain_cstr(guint8 *o, const char *s, gsize room)
         }
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + n));
         _mm_storeu_si128((__m128i *)(void *)(o + n), v);
-        guint mask = ots_simd_special_mask(v);
+        guint mask = ots_event_special_mask_(v);
         if (mask)
             return n + (gsize)__builtin_ctz(mask);
         n += 16;

@@ -194,13 +194,16 @@ const char *ots_tx_status_to_string(OtsTxStatus s);
 
 /* ---- Inline fast path (ABI 1.3) -----------------------------------------
  *
- * A number or boolean member whose key is a string literal of plain
- * characters (printable ASCII but '"' and '\\') is written by code inlined
- * into the caller: no call, and no escaping of the key, on the per-event
- * path where those were most of the work. Anything else (a key computed at
- * run time, an element of an array, a buffer short of room, a compiler
- * without these builtins, a build defining OTS_EVENT_NO_INLINE) calls the
- * functions above, which write the same bytes.
+ * A member whose key is a string literal of plain characters (printable
+ * ASCII but '"' and '\\') is written by code inlined into the caller: no
+ * call, and no escaping of the key, on the per-event path where those were
+ * most of the work. That covers numbers, booleans, strings (a plain literal
+ * copied as it is, a short run-time one checked with SSE2), and opening and
+ * closing objects and arrays. Anything else (a key computed at run time, an
+ * element of an array, a long string or one to escape, a buffer short of
+ * room, a compiler without these builtins, a build defining
+ * OTS_EVENT_NO_INLINE) calls the functions above, which write the same
+ * bytes.
  *
  * The two structures are the head of the core's event, here only for that
  * inline code: not API, never to be touched by a plugin. */
