@@ -112,10 +112,10 @@ typedef struct {
 static inline gboolean
 tag_read(OtsReader *r, Tag *t)
 {
-    const guint8 *p = r->data + r->pos;
     gsize left = r->len - r->pos, used = 1;
     if (G_UNLIKELY(left == 0))
-        return FALSE;
+        return FALSE; /* before any pointer arithmetic: data may be NULL */
+    const guint8 *p = r->data + r->pos;
     guint8 b = p[0];
     t->number = b >> 4;
     t->context = (b & 0x08) != 0;

@@ -466,6 +466,21 @@ test_atomic_files(void)
     check_clean(h);
 }
 
+/* A confirmed request with no service data at all (its body is empty, no
+ * buffer behind it): walked at flow end, the missing fields are reported.
+ * Found by fuzz-dissector-bacnet under UBSan (pointer arithmetic on NULL). */
+static void
+test_request_without_service_data(void)
+{
+    g_autoptr(OtsHarness) h = harness();
+    send_apdu(h, A, BYTES(0x00, 0x05, 0x11, 0x06)); /* AtomicReadFile, nothing more */
+    ots_harness_end(h);
+    gint i = tx(h, 0);
+    FIELD(h, i, "status", "\"unanswered\"");
+    FIELD(h, i, "function_name", "\"atomic_read_file\"");
+    CU_ASSERT(ots_harness_count(h, "alert") >= 1);
+}
+
 static void
 test_subscribe_cov_and_notifications(void)
 {
@@ -1458,6 +1473,7 @@ static CU_TestInfo bacnet_tests[] = {
     {"descriptor", test_descriptor},
     {"probe", test_probe},
     {"read property (12)", test_read_property},
+    {"confirmed request without service data", test_request_without_service_data},
     {"read property of a device: asset facts", test_read_property_device_facts},
     {"read property answered for another object: named in the answer", test_read_property_other_answer},
     {"read property multiple (14)", test_read_property_multiple},
