@@ -353,15 +353,20 @@ ots_event_put_short_(guint8 *o, const char *s)
 #define OTS_EVENT_KEY_CHARS_                                                                       \
     " !#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~"
 
+/* TRUE when @s is known at compile time to be a string with nothing to
+ * escape (GCC folds it for a literal); FALSE for anything else, at no cost.
+ * A macro: through a function call the test would not fold. */
+#define OTS_EVENT_PLAIN_LITERAL_(s)                                                                \
+    (__builtin_constant_p(__builtin_strspn((s), OTS_EVENT_KEY_CHARS_) == __builtin_strlen(s)) &&  \
+     __builtin_strspn((s), OTS_EVENT_KEY_CHARS_) == __builtin_strlen(s))
+
 /* Where the value of member @key goes, with @room bytes free after it; NULL
  * for the general path. The key test folds at compile time (GCC), so a key
  * that is not a plain literal costs nothing here. */
 G_ALWAYS_INLINE static inline guint8 *
 ots_event_fast_key_(OtsEvent *e, const char *key, gsize room)
 {
-    if (!key || !__builtin_constant_p(__builtin_strspn(key, OTS_EVENT_KEY_CHARS_) ==
-                                      __builtin_strlen(key)) ||
-        __builtin_strspn(key, OTS_EVENT_KEY_CHARS_) != __builtin_strlen(key))
+    if (!key || !OTS_EVENT_PLAIN_LITERAL_(key))
         return NULL;
     OtsEventHead_ *h = (OtsEventHead_ *)(void *)e;
     if (G_UNLIKELY(!e || (h->state & (OTS_EVENT_OPEN_ | OTS_EVENT_ARRAY_)) != OTS_EVENT_OPEN_))
@@ -442,10 +447,7 @@ ots_event_add_string_inline_(OtsEvent *e, const char *key, const char *value)
         return;
     }
     guint8 *end = NULL;
-    if (value && __builtin_constant_p(__builtin_strspn(value, OTS_EVENT_KEY_CHARS_) ==
-                                      __builtin_strlen(value)) &&
-        __builtin_strspn(value, OTS_EVENT_KEY_CHARS_) == __builtin_strlen(value) &&
-        __builtin_strlen(value) <= 32) {
+    if (value && OTS_EVENT_PLAIN_LITERAL_(value) && __builtin_strlen(value) <= 32) {
         /* A plain literal: copied as it is. */
         gsize n = __builtin_strlen(value);
         *o = '"';
