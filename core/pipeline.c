@@ -27,8 +27,13 @@
  * time the reader has seen. A chunk is handed over once full (or, live,
  * after every read burst), so the queues are touched once per ~1000 packets. */
 #define CHUNK_BYTES (256 * 1024 - 64)
-/* Chunks per shard: the bound of what a reader can be ahead of a shard. */
-#define CHUNKS_PER_SHARD 8
+/* The chunks of a source (16 MiB), shared by its shards: the bound of what
+ * its reader can be ahead. One pool rather than a few chunks per shard,
+ * because the load moves between shards: a capture's heavy flows come in
+ * runs, and while one shard works through a run the reader goes on filling
+ * chunks for the others instead of waiting on the busy one's few. Measured
+ * on the benchmark capture (tests/bench/interleave, docs/performance.md). */
+#define CHUNKS_PER_SOURCE 64
 #define MAX_SHARDS 16
 
 typedef struct {
@@ -51,7 +56,6 @@ typedef struct {
     guint index;
     GThread *thread; /* NULL: runs inline on the reader's thread */
     GAsyncQueue *full; /* Chunk*, reader -> shard */
-    GAsyncQueue *empty;/* Chunk*, shard -> reader */
     Chunk *filling;    /* reader-owned */
 
     /* A reload's registry, waiting to be taken (atomic). */
@@ -88,6 +92,7 @@ struct _Worker {
     OtsDecodeStats decode;
     Shard *shards[MAX_SHARDS];
     guint n_shards;
+    GAsyncQueue *empty; /* Chunk*, shards -> reader (more than one shard) */
     gint64 last_tick; /* packet time every shard was last told */
     gint64 clock;     /* latest packet time read */
 
@@ -350,7 +355,7 @@ shard_main(gpointer data)
                 shard_expire(sh, c->now);
             c->used = 0;
             c->now = 0;
-            g_async_queue_push(sh->empty, c);
+            g_async_queue_push(sh->src->empty, c);
         }
         if (live)
             shard_idle(sh);
@@ -371,7 +376,7 @@ shard_send(Worker *w, Shard *sh)
     while (!sh->filling) {
         /* A shard that falls behind holds the reader back (files wait;
          * live, the kernel ring fills and pcap counts the drops). */
-        sh->filling = g_async_queue_timeout_pop(sh->empty, LIVE_TIMEOUT_MS * 1000);
+        sh->filling = g_async_queue_timeout_pop(w->empty, LIVE_TIMEOUT_MS * 1000);
         if (!sh->filling && g_atomic_int_get(&w->stop))
             return FALSE;
     }
@@ -665,11 +670,7 @@ shard_new(Worker *w, guint index, guint n)
     sh->snap_anomalies = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     if (n > 1) {
         sh->full = g_async_queue_new();
-        sh->empty = g_async_queue_new_full(g_free);
-        for (guint i = 0; i < CHUNKS_PER_SHARD; i++)
-            g_async_queue_push(sh->empty, g_new0(Chunk, 1));
-        sh->filling = g_async_queue_pop(sh->empty);
-        sh->filling->used = 0;
+        sh->filling = g_async_queue_pop(w->empty);
     }
     return sh;
 }
@@ -686,7 +687,6 @@ shard_free(Shard *sh)
             if (c != &chunk_end)
                 g_free(c);
         g_async_queue_unref(sh->full);
-        g_async_queue_unref(sh->empty);
     }
     g_free(sh->filling);
     ots_dissect_registry_free(sh->registry);
@@ -749,6 +749,12 @@ ots_pipeline_start(OtsPipeline *p)
     for (guint i = 0; i < p->workers->len; i++) {
         Worker *w = g_ptr_array_index(p->workers, i);
         w->n_shards = n;
+        if (n > 1) {
+            /* Each shard holds one chunk being filled: twice that at least. */
+            w->empty = g_async_queue_new_full(g_free);
+            for (guint k = 0; k < MAX(CHUNKS_PER_SOURCE, 2 * n); k++)
+                g_async_queue_push(w->empty, g_new0(Chunk, 1));
+        }
         for (guint k = 0; k < n; k++)
             w->shards[k] = shard_new(w, k, n);
     }
@@ -812,6 +818,8 @@ ots_pipeline_free(OtsPipeline *p)
         Worker *w = g_ptr_array_index(p->workers, i);
         for (guint k = 0; k < w->n_shards; k++)
             shard_free(w->shards[k]);
+        if (w->empty)
+            g_async_queue_unref(w->empty);
         if (w->handle)
             pcap_close(w->handle);
         g_strfreev(w->files);
