@@ -422,14 +422,21 @@ void
 ots_event_format_prefix(OtsBuf *out, const OtsEventRecord *rec, const char *sensor_id_json,
                         gsize id_len, guint64 seq, OtsTimeCache *tc)
 {
+    /* Written in place after one reservation: the main thread runs this
+     * for every event (it was half its time on the capture benchmark). */
+    G_STATIC_ASSERT(OTS_EVENT_PREFIX_MAX >= 6 + OTS_JSON_TIME_MAX + 13 + 7 + 20 + 1);
     ots_buf_reserve(out, OTS_EVENT_PREFIX_MAX + id_len);
-    ots_buf_append_lit(out, "{\"ts\":");
-    ots_json_time(out, rec->ts, tc);
-    ots_buf_append_lit(out, ",\"sensor_id\":");
-    ots_buf_append(out, sensor_id_json, id_len);
-    ots_buf_append_lit(out, ",\"seq\":");
-    ots_json_u64_inline(out, seq);
-    ots_buf_putc(out, ',');
+    guint8 *o = out->data + out->len;
+    memcpy(o, "{\"ts\":", 6);
+    o = ots_json_time_put(o + 6, rec->ts, tc);
+    memcpy(o, ",\"sensor_id\":", 13);
+    o += 13;
+    memcpy(o, sensor_id_json, id_len);
+    o += id_len;
+    memcpy(o, ",\"seq\":", 7);
+    o = ots_event_put_u64_(o + 7, seq);
+    *o++ = ',';
+    out->len = (gsize)(o - out->data);
 }
 
 void

@@ -320,8 +320,20 @@ ots_json_hex(OtsBuf *b, const guint8 *p, gsize len)
     b->len = (gsize)(o - b->data);
 }
 
-void
-ots_json_time(OtsBuf *b, gint64 ts_us, OtsTimeCache *cache)
+/* Two decimal digits of @v (< 100) at @o. */
+static inline guint8 *
+put_2digits(guint8 *o, guint v)
+{
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324"
+                                "25262728293031323334353637383940414243444546474849"
+                                "50515253545556575859606162636465666768697071727374"
+                                "75767778798081828384858687888990919293949596979899";
+    memcpy(o, pairs + 2 * v, 2);
+    return o + 2;
+}
+
+guint8 *
+ots_json_time_put(guint8 *o, gint64 ts_us, OtsTimeCache *cache)
 {
     gint64 sec = ts_us / G_USEC_PER_SEC;
     gint64 usec = ts_us % G_USEC_PER_SEC;
@@ -329,7 +341,7 @@ ots_json_time(OtsBuf *b, gint64 ts_us, OtsTimeCache *cache)
         usec += G_USEC_PER_SEC;
         sec--;
     }
-    if (sec != cache->sec || cache->prefix[0] == 0) {
+    if (G_UNLIKELY(sec != cache->sec || cache->prefix[0] == 0)) {
         time_t t = (time_t)sec;
         struct tm tm;
         if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 > 9999 || tm.tm_year + 1900 < 0)
@@ -339,17 +351,21 @@ ots_json_time(OtsBuf *b, gint64 ts_us, OtsTimeCache *cache)
                    tm.tm_sec);
         cache->sec = sec;
     }
-    ots_buf_reserve(b, 32);
-    guint8 *o = b->data + b->len;
     *o++ = '"';
     memcpy(o, cache->prefix, 20);
     o += 20;
-    for (int i = 5; i >= 0; i--) {
-        o[i] = (guint8)('0' + usec % 10);
-        usec /= 10;
-    }
-    o += 6;
+    guint u = (guint)usec;
+    o = put_2digits(o, u / 10000);
+    o = put_2digits(o, u / 100 % 100);
+    o = put_2digits(o, u % 100);
     *o++ = 'Z';
     *o++ = '"';
-    b->len = (gsize)(o - b->data);
+    return o;
+}
+
+void
+ots_json_time(OtsBuf *b, gint64 ts_us, OtsTimeCache *cache)
+{
+    ots_buf_reserve(b, OTS_JSON_TIME_MAX);
+    b->len = (gsize)(ots_json_time_put(b->data + b->len, ts_us, cache) - b->data);
 }

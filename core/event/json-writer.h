@@ -85,4 +85,8 @@ typedef struct {
 
 void ots_json_time(OtsBuf *b, gint64 ts_us, OtsTimeCache *cache);
 
+/* The same at @o, which has OTS_JSON_TIME_MAX bytes of room; returns the end. */
+#define OTS_JSON_TIME_MAX 32
+guint8 *ots_json_time_put(guint8 *o, gint64 ts_us, OtsTimeCache *cache);
+
 G_END_DECLS

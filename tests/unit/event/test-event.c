@@ -84,9 +84,17 @@ test_time(void)
     ots_json_time(&b, G_GINT64_CONSTANT(1700000000000001), &tc); /* cached second */
     ots_buf_putc(&b, ' ');
     ots_json_time(&b, 0, &tc);
+    ots_buf_putc(&b, ' ');
+    /* Each pair of microsecond digits, and a time before 1970. */
+    ots_json_time(&b, G_GINT64_CONSTANT(1700000000999999), &tc);
+    ots_buf_putc(&b, ' ');
+    ots_json_time(&b, G_GINT64_CONSTANT(1700000000100990), &tc);
+    ots_buf_putc(&b, ' ');
+    ots_json_time(&b, -1, &tc);
     g_autofree char *s = str_of(&b);
     CU_ASSERT_STRING_EQUAL(s, "\"2023-11-14T22:13:20.123456Z\" \"2023-11-14T22:13:20.000001Z\" "
-                              "\"1970-01-01T00:00:00.000000Z\"");
+                              "\"1970-01-01T00:00:00.000000Z\" \"2023-11-14T22:13:20.999999Z\" "
+                              "\"2023-11-14T22:13:20.100990Z\" \"1969-12-31T23:59:59.999999Z\"");
     ots_buf_clear(&b);
 }
 
