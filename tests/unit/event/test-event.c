@@ -2,6 +2,7 @@
 #include "core/event/event-writer.h"
 
 #include <CUnit/CUnit.h>
+#include <math.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -436,9 +437,61 @@ test_double_forms(void)
     }
 }
 
+/* Checks ots_json_double(@v) against printf's "%.17g"; FALSE on a mismatch
+ * (the first few are printed). */
+static gboolean
+same_as_printf(double v)
+{
+    static guint reported;
+    char want[40];
+    g_snprintf(want, sizeof(want), "%.17g", v);
+    OtsBuf b = {0};
+    ots_json_double(&b, v);
+    gboolean ok = b.len == strlen(want) && memcmp(b.data, want, b.len) == 0;
+    if (!ok && reported++ < 5)
+        g_printerr("double %a: %.*s, printf %s\n", v, (int)b.len, (const char *)b.data, want);
+    ots_buf_clear(&b);
+    return ok;
+}
+
+/* The integer-only digits (format_g17) must be printf's, digit for digit:
+ * float32 values across their whole range, doubles with short fractions
+ * (the values it takes, ties at the 17th digit among them: m x 5^k ends in
+ * 5 whenever m is odd), and any bit pattern (mostly printf's own path). */
+static void
+test_double_digits(void)
+{
+    guint bad = 0, n = 0;
+    for (guint64 i = 0; i < (G_GUINT64_CONSTANT(1) << 32); i += 7919, n++) {
+        guint32 bits = (guint32)i;
+        float f;
+        memcpy(&f, &bits, sizeof(f));
+        if (isfinite(f))
+            bad += !same_as_printf(f);
+    }
+    GRand *r = g_rand_new_with_seed(20261129);
+    for (guint i = 0; i < 300000; i++, n++) {
+        guint64 m = ((guint64)g_rand_int(r) << 32 | g_rand_int(r)) >> g_rand_int_range(r, 11, 64);
+        double v = ldexp((double)(m | 1), g_rand_int_range(r, -80, 70));
+        bad += !same_as_printf(g_rand_boolean(r) ? v : -v);
+    }
+    for (guint i = 0; i < 100000; i++, n++) {
+        guint64 bits = (guint64)g_rand_int(r) << 32 | g_rand_int(r);
+        double v;
+        memcpy(&v, &bits, sizeof(v));
+        if (isfinite(v))
+            bad += !same_as_printf(v);
+    }
+    g_rand_free(r);
+    if (bad)
+        g_printerr("%u of %u doubles differ from printf\n", bad, n);
+    CU_ASSERT_EQUAL(bad, 0);
+}
+
 static CU_TestInfo event_tests[] = {
     {"NUL-terminated fast paths before a guard page", test_cstring_guard_page},
     {"double formatting", test_double_forms},
+    {"doubles digit for digit as printf", test_double_digits},
     {"json string escaping and UTF-8", test_escaping},
     {"string stops at NUL", test_stop_at_nul},
     {"numbers", test_numbers},
