@@ -302,6 +302,66 @@ ots_event_add_string_len(OtsEvent *e, const char *key, const guint8 *value, gsiz
     ots_json_string(member(e, key), (const char *)value, len, TRUE);
 }
 
+/* ---- memos (ABI 1.4) ---- */
+
+gboolean
+ots_event_memo_put(OtsEvent *e, const OtsEventMemo *m, const void *key, gsize key_len)
+{
+    g_return_val_if_fail(e && m && (key || key_len == 0), FALSE);
+    if (!EV_OPEN(e) || (e->head.state & OTS_EVENT_ARRAY_) || m->key_len == 0 ||
+        m->key_len != key_len || memcmp(m->key, key, key_len) != 0)
+        return FALSE;
+    OtsBuf *b = ev_buf(e);
+    ots_buf_reserve(b, (gsize)m->json_len + 1);
+    guint8 *o = b->data + b->len;
+    *o = ',';
+    o += (e->head.state & OTS_EVENT_COMMA_) >> 1;
+    memcpy(o, m->json, m->json_len);
+    b->len = (gsize)(o + m->json_len - b->data);
+    e->head.state |= OTS_EVENT_COMMA_;
+    return TRUE;
+}
+
+void
+ots_event_memo_begin(OtsEvent *e, OtsEventMemo *m, const void *key, gsize key_len)
+{
+    g_return_if_fail(e && m && (key || key_len == 0));
+    m->key_len = 0; /* kept again only by a good end */
+    if (!EV_OPEN(e) || (e->head.state & OTS_EVENT_ARRAY_) || key_len == 0 ||
+        key_len > sizeof(m->key)) {
+        m->record_ = G_MAXSIZE; /* end keeps nothing */
+        return;
+    }
+    memcpy(m->key, key, key_len);
+    m->json_len = (guint32)key_len; /* the key's length until end */
+    m->start_ = ev_buf(e)->len;
+    m->record_ = e->record_start;
+    m->state_ = e->head.state;
+    m->depth_ = e->head.depth;
+    m->arrays_ = e->head.arrays;
+}
+
+void
+ots_event_memo_end(OtsEvent *e, OtsEventMemo *m)
+{
+    g_return_if_fail(e && m);
+    OtsBuf *b = ev_buf(e);
+    guint32 key_len = m->json_len;
+    m->json_len = 0;
+    /* Kept only if this is the event begin saw, at the same level, and the
+     * run is whole members: nothing written, or the state grew a comma. */
+    if (m->record_ != e->record_start || !EV_OPEN(e) || e->head.depth != m->depth_ ||
+        e->head.arrays != m->arrays_ || (e->head.state & OTS_EVENT_ARRAY_) ||
+        b->len < m->start_ || !(e->head.state & OTS_EVENT_COMMA_))
+        return;
+    gsize start = m->start_ + ((m->state_ & OTS_EVENT_COMMA_) ? 1 : 0);
+    if (b->len <= start || b->len - start > sizeof(m->json))
+        return;
+    m->json_len = (guint32)(b->len - start);
+    memcpy(m->json, b->data + start, m->json_len);
+    m->key_len = key_len;
+}
+
 void
 ots_event_add_hex(OtsEvent *e, const char *key, const guint8 *value, gsize len)
 {

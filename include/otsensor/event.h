@@ -189,6 +189,45 @@ void ots_event_end_array(OtsEvent *e);
 /* Closes any open object/array and hands the event to the core. */
 void ots_event_commit(OtsEvent *e);
 
+/* Since ABI 1.4: a memo for a run of members that repeats from event to
+ * event, such as the header fields of a device that is polled: rendered
+ * once, then copied while its inputs stay the same.
+ *
+ *     if (!ots_event_memo_put(e, &st->memo, &key, sizeof(key))) {
+ *         ots_event_memo_begin(e, &st->memo, &key, sizeof(key));
+ *         ...the members, written as usual...
+ *         ots_event_memo_end(e, &st->memo);
+ *     }
+ *
+ * @key must hold every input of those members as bytes (zero a struct with
+ * memset() first: its padding is compared too), at most
+ * OTS_EVENT_MEMO_KEY_MAX bytes. The run must be whole members of the object
+ * open at begin (whatever it opens it closes), and at most OTS_EVENT_MEMO_MAX
+ * bytes of JSON; anything else is simply not kept, and the next put misses.
+ * A memo belongs to one flow's state (zeroed before first use), so to one
+ * thread. Each is ~0.5 KiB: charge it with the state. */
+#define OTS_EVENT_MEMO_KEY_MAX 96
+#define OTS_EVENT_MEMO_MAX 384
+
+typedef struct {
+    guint32 key_len;  /* 0: nothing kept */
+    guint32 json_len;
+    /* Set by begin for end; not API. */
+    gsize start_;
+    gsize record_;
+    guint32 state_, depth_, arrays_;
+    guint8 key[OTS_EVENT_MEMO_KEY_MAX];
+    char json[OTS_EVENT_MEMO_MAX];
+} OtsEventMemo;
+
+/* Writes the kept members and returns TRUE if @key is the memo's; FALSE
+ * (nothing written) otherwise. */
+gboolean ots_event_memo_put(OtsEvent *e, const OtsEventMemo *m, const void *key, gsize key_len);
+/* Starts keeping the members written from now on under @key. */
+void ots_event_memo_begin(OtsEvent *e, OtsEventMemo *m, const void *key, gsize key_len);
+/* Keeps the members written since ots_event_memo_begin(). */
+void ots_event_memo_end(OtsEvent *e, OtsEventMemo *m);
+
 const char *ots_op_class_to_string(OtsOpClass c);
 const char *ots_tx_status_to_string(OtsTxStatus s);
 

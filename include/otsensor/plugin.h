@@ -25,8 +25,9 @@ G_BEGIN_DECLS
  * 1.2: ots_session_charge() / ots_session_refund() (the memory budget),
  *      ots_session_begin_anomalyf() / ots_session_begin_anomalyv()
  * 1.3: the event builder's inline fast path (OtsEventHead_ is the head of
- *      the core's event; ots_event_put_string_()) */
-#define OTS_ABI_MINOR 3
+ *      the core's event; ots_event_put_string_())
+ * 1.4: OtsEventMemo, ots_event_memo_put/begin/end() */
+#define OTS_ABI_MINOR 4
 
 /* Kept for the names STYLE.md uses; the whole SDK shares one ABI version. */
 #define OTS_DISSECTOR_ABI_MAJOR OTS_ABI_MAJOR

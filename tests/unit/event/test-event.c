@@ -331,6 +331,122 @@ test_commit_grows_buffer(void)
     g_ptr_array_unref(c.lines);
 }
 
+/* The members a memo keeps for @key (the value of "n", and a nested
+ * object), written as a plugin would. */
+static void
+memo_members(OtsEvent *e, guint key)
+{
+    ots_event_add_uint(e, "n", key);
+    ots_event_begin_object(e, "o");
+    ots_event_add_string(e, "s", key & 1 ? "odd" : "even");
+    ots_event_end_object(e);
+}
+
+/* One event with the run written through the memo (put, or begin + end),
+ * @before members ahead of it, inside an object when @nested. */
+static void
+memo_event(OtsEventWriter *w, OtsEventMemo *m, guint key, gboolean before, gboolean nested,
+           gboolean *hit)
+{
+    OtsEvent *e = ots_event_writer_begin(w, OTS_EVENT_TRANSACTION, 1);
+    if (nested)
+        ots_event_begin_object(e, "x");
+    if (before)
+        ots_event_add_bool(e, "b", TRUE);
+    *hit = ots_event_memo_put(e, m, &key, sizeof(key));
+    if (!*hit) {
+        ots_event_memo_begin(e, m, &key, sizeof(key));
+        memo_members(e, key);
+        ots_event_memo_end(e, m);
+    }
+    ots_event_add_uint(e, "after", 1);
+    ots_event_commit(e);
+}
+
+/* What the memo writes is what the members write, whatever the comma state
+ * or level; a new key misses; a run that is not whole members of one object
+ * (or is too long, or is in an array) is not kept. */
+static void
+test_memo(void)
+{
+    Collect with = {g_ptr_array_new_with_free_func(g_free)};
+    Collect plain = {g_ptr_array_new_with_free_func(g_free)};
+    OtsEventWriter w, p;
+    ots_event_writer_init(&w, 1 << 20, collect_batch, &with);
+    ots_event_writer_init(&p, 1 << 20, collect_batch, &plain);
+    OtsEventMemo m = {0};
+    static const guint keys[] = {7, 7, 7, 8, 8, 7, 7};
+    guint hits = 0;
+    for (guint i = 0; i < G_N_ELEMENTS(keys); i++) {
+        gboolean before = i % 2 == 0, nested = i % 3 == 0, hit;
+        memo_event(&w, &m, keys[i], before, nested, &hit);
+        hits += hit;
+        /* the same event without the memo */
+        OtsEvent *e = ots_event_writer_begin(&p, OTS_EVENT_TRANSACTION, 1);
+        if (nested)
+            ots_event_begin_object(e, "x");
+        if (before)
+            ots_event_add_bool(e, "b", TRUE);
+        memo_members(e, keys[i]);
+        ots_event_add_uint(e, "after", 1);
+        ots_event_commit(e);
+    }
+    CU_ASSERT_EQUAL(hits, 4); /* misses: the first 7, the first 8, the 7 after it */
+    ots_event_writer_flush(&w);
+    ots_event_writer_flush(&p);
+    CU_ASSERT_EQUAL_FATAL(with.lines->len, plain.lines->len);
+    for (guint i = 0; i < with.lines->len; i++)
+        CU_ASSERT_STRING_EQUAL(with.lines->pdata[i], plain.lines->pdata[i]);
+    CU_ASSERT(strstr(plain.lines->pdata[1], "\"transaction\",\"n\":7,\"o\":{\"s\":\"odd\"},\"after\":1}") != NULL);
+
+    /* Not kept: a run that leaves an object open, one in an array, one too
+     * long, none at all; nor one ended in another event. */
+    guint k = 1;
+    OtsEvent *e = ots_event_writer_begin(&w, OTS_EVENT_TRANSACTION, 1);
+    ots_event_memo_begin(e, &m, &k, sizeof(k));
+    ots_event_begin_object(e, "open");
+    ots_event_memo_end(e, &m);
+    ots_event_end_object(e);
+    CU_ASSERT_FALSE(ots_event_memo_put(e, &m, &k, sizeof(k)));
+    ots_event_begin_array(e, "a");
+    ots_event_memo_begin(e, &m, &k, sizeof(k));
+    ots_event_add_uint(e, NULL, 1);
+    ots_event_memo_end(e, &m);
+    CU_ASSERT_FALSE(ots_event_memo_put(e, &m, &k, sizeof(k)));
+    ots_event_end_array(e);
+    char big[OTS_EVENT_MEMO_MAX];
+    memset(big, 'z', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    ots_event_memo_begin(e, &m, &k, sizeof(k));
+    ots_event_add_string(e, "big", big);
+    ots_event_memo_end(e, &m);
+    CU_ASSERT_FALSE(ots_event_memo_put(e, &m, &k, sizeof(k)));
+    ots_event_memo_begin(e, &m, &k, sizeof(k));
+    ots_event_memo_end(e, &m);
+    CU_ASSERT_FALSE(ots_event_memo_put(e, &m, &k, sizeof(k)));
+    ots_event_memo_begin(e, &m, &k, sizeof(k));
+    ots_event_add_uint(e, "n", 1);
+    ots_event_commit(e);
+    e = ots_event_writer_begin(&w, OTS_EVENT_TRANSACTION, 1);
+    ots_event_memo_end(e, &m);
+    CU_ASSERT_FALSE(ots_event_memo_put(e, &m, &k, sizeof(k)));
+    /* and a key longer than the memo's room is never kept */
+    guint8 long_key[OTS_EVENT_MEMO_KEY_MAX + 1] = {0};
+    ots_event_memo_begin(e, &m, long_key, sizeof(long_key));
+    ots_event_add_uint(e, "n", 1);
+    ots_event_memo_end(e, &m);
+    CU_ASSERT_FALSE(ots_event_memo_put(e, &m, long_key, sizeof(long_key)));
+    ots_event_commit(e);
+    ots_event_writer_flush(&w);
+    CU_ASSERT(g_str_has_suffix(with.lines->pdata[with.lines->len - 1],
+                               "\"type\":\"transaction\",\"n\":1}\n"));
+
+    ots_event_writer_clear(&w);
+    ots_event_writer_clear(&p);
+    g_ptr_array_unref(with.lines);
+    g_ptr_array_unref(plain.lines);
+}
+
 static void
 test_batch_limit(void)
 {
@@ -500,6 +616,7 @@ static CU_TestInfo event_tests[] = {
     {"builder nesting and envelope", test_builder},
     {"inline writers give the bytes of the functions", test_inline_writers},
     {"the newline that grows the buffer", test_commit_grows_buffer},
+    {"memo writes what the members write", test_memo},
     {"batch limit hands over in order", test_batch_limit},
     {"anomaly counters", test_anomaly_counts},
     {"enum names", test_names},
