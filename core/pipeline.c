@@ -19,8 +19,10 @@
 /* Reading files, the main thread is woken once this many batches wait (or
  * a worker ends) rather than for each batch: a wake-up per batch costs two
  * context switches, a measurable share when every batch is a few hundred
- * events. Live, every batch wakes it at once. */
-#define OFFLINE_WAKE_BATCHES 8
+ * events (32 rather than 8: 3,400 -> 900 wake-ups of the main thread in a
+ * benchmark run, each preempting a shard on a 2-processor machine). Live,
+ * every batch wakes it at once. */
+#define OFFLINE_WAKE_BATCHES 32
 
 /* Packets travel from a source's reader to a shard in chunks: a run of
  * (clock, OtsPacket, payload) records, the clock being the latest packet
@@ -34,6 +36,10 @@
  * chunks for the others instead of waiting on the busy one's few. Measured
  * on the benchmark capture (tests/bench/interleave, docs/performance.md). */
 #define CHUNKS_PER_SOURCE 64
+/* A reader that found the pool empty sleeps until this many chunks are
+ * back, not just one: woken per chunk, it slept and woke ~3,000 times in a
+ * run of the benchmark, each time preempting a shard. */
+#define CHUNKS_REFILL 8
 #define MAX_SHARDS 16
 
 typedef struct {
@@ -92,7 +98,11 @@ struct _Worker {
     OtsDecodeStats decode;
     Shard *shards[MAX_SHARDS];
     guint n_shards;
-    GAsyncQueue *empty; /* Chunk*, shards -> reader (more than one shard) */
+    /* The free chunks, shards -> reader (more than one shard). */
+    GMutex pool_lock;
+    GCond pool_cond;
+    GPtrArray *pool;
+    guint pool_wanted; /* the reader sleeps until the pool holds this many */
     gint64 last_tick; /* packet time every shard was last told */
     gint64 clock;     /* latest packet time read */
 
@@ -318,6 +328,40 @@ shard_finish(Shard *sh)
     queue_push(sh->src->p, sh, NULL);
 }
 
+/* Shard side: gives back a chunk it has read. */
+static void
+pool_put(Worker *w, Chunk *c)
+{
+    g_mutex_lock(&w->pool_lock);
+    g_ptr_array_add(w->pool, c);
+    if (w->pool_wanted && w->pool->len >= w->pool_wanted) {
+        w->pool_wanted = 0;
+        g_cond_signal(&w->pool_cond);
+    }
+    g_mutex_unlock(&w->pool_lock);
+}
+
+/* Reader side: a free chunk; NULL after LIVE_TIMEOUT_MS without one. */
+static Chunk *
+pool_get(Worker *w)
+{
+    Chunk *c = NULL;
+    g_mutex_lock(&w->pool_lock);
+    if (w->pool->len == 0) {
+        gint64 until = g_get_monotonic_time() + LIVE_TIMEOUT_MS * 1000;
+        w->pool_wanted = CHUNKS_REFILL;
+        while (w->pool->len == 0 || (w->pool_wanted && w->pool->len < w->pool_wanted)) {
+            if (!g_cond_wait_until(&w->pool_cond, &w->pool_lock, until))
+                break;
+        }
+        w->pool_wanted = 0;
+    }
+    if (w->pool->len)
+        c = g_ptr_array_steal_index_fast(w->pool, w->pool->len - 1);
+    g_mutex_unlock(&w->pool_lock);
+    return c;
+}
+
 static void
 shard_run_chunk(Shard *sh, const Chunk *c)
 {
@@ -355,7 +399,7 @@ shard_main(gpointer data)
                 shard_expire(sh, c->now);
             c->used = 0;
             c->now = 0;
-            g_async_queue_push(sh->src->empty, c);
+            pool_put(sh->src, c);
         }
         if (live)
             shard_idle(sh);
@@ -376,7 +420,7 @@ shard_send(Worker *w, Shard *sh)
     while (!sh->filling) {
         /* A shard that falls behind holds the reader back (files wait;
          * live, the kernel ring fills and pcap counts the drops). */
-        sh->filling = g_async_queue_timeout_pop(w->empty, LIVE_TIMEOUT_MS * 1000);
+        sh->filling = pool_get(w);
         if (!sh->filling && g_atomic_int_get(&w->stop))
             return FALSE;
     }
@@ -670,7 +714,7 @@ shard_new(Worker *w, guint index, guint n)
     sh->snap_anomalies = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
     if (n > 1) {
         sh->full = g_async_queue_new();
-        sh->filling = g_async_queue_pop(w->empty);
+        sh->filling = pool_get(sh->src);
     }
     return sh;
 }
@@ -751,9 +795,11 @@ ots_pipeline_start(OtsPipeline *p)
         w->n_shards = n;
         if (n > 1) {
             /* Each shard holds one chunk being filled: twice that at least. */
-            w->empty = g_async_queue_new_full(g_free);
+            g_mutex_init(&w->pool_lock);
+            g_cond_init(&w->pool_cond);
+            w->pool = g_ptr_array_new_with_free_func(g_free);
             for (guint k = 0; k < MAX(CHUNKS_PER_SOURCE, 2 * n); k++)
-                g_async_queue_push(w->empty, g_new0(Chunk, 1));
+                g_ptr_array_add(w->pool, g_new0(Chunk, 1));
         }
         for (guint k = 0; k < n; k++)
             w->shards[k] = shard_new(w, k, n);
@@ -818,8 +864,11 @@ ots_pipeline_free(OtsPipeline *p)
         Worker *w = g_ptr_array_index(p->workers, i);
         for (guint k = 0; k < w->n_shards; k++)
             shard_free(w->shards[k]);
-        if (w->empty)
-            g_async_queue_unref(w->empty);
+        if (w->pool) {
+            g_ptr_array_unref(w->pool);
+            g_mutex_clear(&w->pool_lock);
+            g_cond_clear(&w->pool_cond);
+        }
         if (w->handle)
             pcap_close(w->handle);
         g_strfreev(w->files);
