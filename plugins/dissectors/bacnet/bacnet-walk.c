@@ -212,7 +212,7 @@ take(Walk *w, OtsReader *r, gboolean context, guint8 n, gboolean optional, const
     return TRUE;
 }
 
-static gboolean
+G_ALWAYS_INLINE static inline gboolean
 take_uint(Walk *w, OtsReader *r, gboolean context, guint8 n, gboolean optional, const char *what,
           guint64 *v)
 {
@@ -242,7 +242,7 @@ take_int(Walk *w, OtsReader *r, gboolean context, guint8 n, gboolean optional, c
     return TRUE;
 }
 
-static gboolean
+G_ALWAYS_INLINE static inline gboolean
 take_oid(Walk *w, OtsReader *r, gboolean context, guint8 n, const char *what, guint32 *type,
          guint32 *instance)
 {
