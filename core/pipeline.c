@@ -68,6 +68,9 @@ typedef struct {
     OtsDissectRegistry *next_registry;
 
     /* Shard-owned state. */
+    /* The config's, kept here: read for every packet, and the source's
+     * line with the pipeline pointer is also where the reader counts. */
+    gsize max_ooo_bytes;
     OtsDissectRegistry *registry;
     OtsFlowTable *flows;
     OtsEventWriter writer;
@@ -295,7 +298,7 @@ shard_packet(Shard *sh, const OtsPacket *pkt)
     OtsFlow *f = ots_flow_table_lookup(sh->flows, pkt, &dir, &created);
     if (G_UNLIKELY(!f))
         return;
-    ots_dissect_packet(&sh->dctx, f, dir, pkt, sh->src->p->config.max_ooo_bytes);
+    ots_dissect_packet(&sh->dctx, f, dir, pkt, sh->max_ooo_bytes);
     shard_expire(sh, pkt->ts);
 }
 
@@ -695,6 +698,7 @@ shard_new(Worker *w, guint index, guint n)
     sh->index = index;
     ots_event_writer_init(&sh->writer, BATCH_BYTES, batch_ready, sh);
     ots_event_writer_set_alloc(&sh->writer, batch_alloc, sh);
+    sh->max_ooo_bytes = p->config.max_ooo_bytes;
     sh->registry = ots_dissect_registry_ref(p->registry);
     ots_dissect_context_init(&sh->dctx, sh->registry, &sh->writer, p->config.max_pdu_bytes,
                              p->config.flow_events);
