@@ -7,11 +7,28 @@
  * heuristic probes before it is left undissected. */
 #define MAX_PROBE_TRIES 4
 
+/* The members after the tuple ("proto" to "status") of the session's last
+ * transaction, and what they were made of: a polling master asks the same
+ * again and again, so they are copied while it does. Strings are kept and
+ * compared by content (a plugin may pass a buffer it reuses); longer ones
+ * are not kept. */
+typedef struct {
+    guint64 function;
+    guint8 op_class;
+    guint8 status;
+    gboolean has_function_name;
+    guint16 len; /* of text; 0: nothing kept */
+    char proto[24];
+    char function_name[48];
+    char text[176];
+} TxHead;
+
 /* Formatted once per flow, when its first event is written. */
 typedef struct {
     char ip[2][48];
     char tuple[2][256];
     gsize tuple_len[2];
+    TxHead head;
 } SessionStrings;
 
 struct _OtsSession {
@@ -215,6 +232,7 @@ session_strings(OtsSession *s)
     if (G_LIKELY(s->strings))
         return s->strings;
     SessionStrings *st = g_new(SessionStrings, 1);
+    st->head.len = 0;
     OtsFlow *f = s->flow;
     const char *l4 = f->l4_proto == OTS_L4_TCP ? "tcp" : "udp";
     for (int i = 0; i < 2; i++)
@@ -266,12 +284,38 @@ ots_session_begin_transaction(OtsSession *s, const OtsTransactionInfo *info)
     gint64 ts = info->request_ts ? info->request_ts : info->response_ts ? info->response_ts : s->now;
     OtsEvent *e = ots_event_writer_begin(s->ctx->writer, OTS_EVENT_TRANSACTION, ts);
     add_tuple(s, e, info->request_dir);
-    ots_event_add_string(e, "proto", info->proto ? info->proto : s->info->name);
-    ots_event_add_uint(e, "function", info->function);
-    if (info->function_name)
-        ots_event_add_string(e, "function_name", info->function_name);
-    ots_event_add_string(e, "op_class", ots_op_class_to_string(info->op_class));
-    ots_event_add_string(e, "status", ots_tx_status_to_string(info->status));
+    const char *proto = info->proto ? info->proto : s->info->name;
+    const char *fname = info->function_name ? info->function_name : "";
+    TxHead *h = &s->strings->head;
+    if (h->len && h->function == info->function && h->op_class == (guint8)info->op_class &&
+        h->status == (guint8)info->status &&
+        h->has_function_name == (info->function_name != NULL) && strcmp(h->proto, proto) == 0 &&
+        strcmp(h->function_name, fname) == 0) {
+        ots_event_add_raw(e, h->text, h->len);
+    } else {
+        OtsBuf *b = (OtsBuf *)(void *)e->head.buf;
+        gsize start = b->len + 1; /* after the comma the tuple left */
+        ots_event_add_string(e, "proto", proto);
+        ots_event_add_uint(e, "function", info->function);
+        if (info->function_name)
+            ots_event_add_string(e, "function_name", info->function_name);
+        ots_event_add_string(e, "op_class", ots_op_class_to_string(info->op_class));
+        ots_event_add_string(e, "status", ots_tx_status_to_string(info->status));
+        gsize n = b->len - start;
+        h->len = 0;
+        if (n <= sizeof(h->text) && strlen(proto) < sizeof(h->proto) &&
+            strlen(fname) < sizeof(h->function_name) && (guint)info->op_class <= G_MAXUINT8 &&
+            (guint)info->status <= G_MAXUINT8) {
+            memcpy(h->text, b->data + start, n);
+            strcpy(h->proto, proto);
+            strcpy(h->function_name, fname);
+            h->function = info->function;
+            h->op_class = (guint8)info->op_class;
+            h->status = (guint8)info->status;
+            h->has_function_name = info->function_name != NULL;
+            h->len = (guint16)n;
+        }
+    }
     if (info->request_ts && info->response_ts)
         ots_event_add_int(e, "latency_us", info->response_ts - info->request_ts);
     return e;

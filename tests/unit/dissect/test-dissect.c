@@ -54,6 +54,27 @@ toy_parse(OtsSession *s, gpointer state, OtsDirection dir, OtsReader *r)
             .op_class = OTS_OP_READ, .status = OTS_TX_OK,
             .request_ts = ots_session_get_time(s) - 1500, .response_ts = ots_session_get_time(s),
         };
+        /* Kinds from 0x10 are all function 1: 0x10-0x1f name themselves in
+         * a buffer that is reused, 0x20 has no name, 0x21 is an exception,
+         * 0x22 another protocol name, 0x23 an empty name, 0x24 plain, 0x25
+         * a write. */
+        char name[16];
+        if (kind >= 0x10)
+            tx.function = 1;
+        if (kind >= 0x10 && kind <= 0x1f) {
+            g_snprintf(name, sizeof(name), "toy_%u", kind);
+            tx.function_name = name;
+        }
+        if (kind == 0x20)
+            tx.function_name = NULL;
+        if (kind == 0x21)
+            tx.status = OTS_TX_EXCEPTION;
+        if (kind == 0x22)
+            tx.proto = "toy-plus";
+        if (kind == 0x23)
+            tx.function_name = "";
+        if (kind == 0x25)
+            tx.op_class = OTS_OP_WRITE;
         OtsEvent *e = ots_session_begin_transaction(s, &tx);
         ots_event_begin_object(e, "toy");
         ots_event_add_uint(e, "len", len);
@@ -466,7 +487,58 @@ test_memcap_charge(void)
     CU_ASSERT_EQUAL(ots_harness_mem_used(h), 0);
 }
 
+/* The members after the tuple are kept from one transaction to the next
+ * (TxHead): each must still show its own function, name, status and proto. */
+static void
+test_transaction_head(void)
+{
+    static const struct {
+        guint8 kind;
+        const char *head;
+    } seq[] = {
+        {0x10, "\"proto\":\"toy\",\"function\":1,\"function_name\":\"toy_16\",\"op_class\":"
+               "\"read\",\"status\":\"ok\","},
+        {0x10, "\"proto\":\"toy\",\"function\":1,\"function_name\":\"toy_16\",\"op_class\":"
+               "\"read\",\"status\":\"ok\","},
+        {0x11, "\"proto\":\"toy\",\"function\":1,\"function_name\":\"toy_17\",\"op_class\":"
+               "\"read\",\"status\":\"ok\","},
+        {0x10, "\"proto\":\"toy\",\"function\":1,\"function_name\":\"toy_16\",\"op_class\":"
+               "\"read\",\"status\":\"ok\","},
+        {0x20, "\"proto\":\"toy\",\"function\":1,\"op_class\":\"read\",\"status\":\"ok\","},
+        {0x23, "\"proto\":\"toy\",\"function\":1,\"function_name\":\"\",\"op_class\":\"read\","
+               "\"status\":\"ok\","},
+        {0x20, "\"proto\":\"toy\",\"function\":1,\"op_class\":\"read\",\"status\":\"ok\","},
+        {0x24, "\"proto\":\"toy\",\"function\":1,\"function_name\":\"toy\",\"op_class\":\"read\","
+               "\"status\":\"ok\","},
+        {0x21, "\"proto\":\"toy\",\"function\":1,\"function_name\":\"toy\",\"op_class\":\"read\","
+               "\"status\":\"exception\","},
+        {0x24, "\"proto\":\"toy\",\"function\":1,\"function_name\":\"toy\",\"op_class\":\"read\","
+               "\"status\":\"ok\","},
+        {0x22, "\"proto\":\"toy-plus\",\"function\":1,\"function_name\":\"toy\",\"op_class\":"
+               "\"read\",\"status\":\"ok\","},
+        {0x24, "\"proto\":\"toy\",\"function\":1,\"function_name\":\"toy\",\"op_class\":\"read\","
+               "\"status\":\"ok\","},
+        {0x25, "\"proto\":\"toy\",\"function\":1,\"function_name\":\"toy\",\"op_class\":\"write\","
+               "\"status\":\"ok\","},
+        {0x24, "\"proto\":\"toy\",\"function\":1,\"function_name\":\"toy\",\"op_class\":\"read\","
+               "\"status\":\"ok\","},
+    };
+    g_autoptr(OtsHarness) h = ots_harness_new(&toy_info, OTS_L4_TCP, 7777);
+    for (guint k = 0; k < G_N_ELEMENTS(seq); k++) {
+        g_autoptr(GBytes) p = pdu(1, seq[k].kind);
+        ots_harness_feed(h, OTS_DIR_TO_SERVER, g_bytes_get_data(p, NULL), g_bytes_get_size(p));
+        gint i = ots_harness_find(h, "transaction", k);
+        CU_ASSERT_FATAL(i >= 0);
+        const char *line = ots_harness_event(h, (guint)i);
+        if (!strstr(line, seq[k].head))
+            g_printerr("transaction %u: %s\nwanted: %s\n", k, line, seq[k].head);
+        CU_ASSERT_PTR_NOT_NULL(strstr(line, seq[k].head));
+    }
+    CU_ASSERT_EQUAL(ots_harness_invalid_events(h), 0);
+}
+
 static CU_TestInfo dissect_tests[] = {
+    {"transaction members kept from one event to the next", test_transaction_head},
     {"envelope 5-tuple text: IPv4, IPv6, ports, VLAN", test_envelope_text},
     {"PDUs split and batched", test_split_and_multi},
     {"malformed, gap, state freed once", test_malformed_and_gap},
