@@ -5,6 +5,7 @@
  * a static lower_snake_case name, or NULL when the value has none. */
 
 #include <otsensor/dissector.h>
+#include <string.h>
 
 G_BEGIN_DECLS
 
@@ -94,8 +95,24 @@ typedef struct {
     gsize len[N_FACTS];
     gboolean have_vendor_id;
     guint64 vendor_id;
-    gboolean any;
+    gboolean any;   /* a fact was found */
+    gboolean ready; /* str, len and the vendor id are set (facts_begin()) */
 } Facts;
+
+/* Zeroes the facts before the first one is noted: most answers have none,
+ * and zeroing the struct for each was a `rep stos` costing ~1 % of the
+ * benchmark's run time (perf). */
+static inline void
+facts_begin(Facts *f)
+{
+    if (f->ready)
+        return;
+    memset(f->str, 0, sizeof(f->str));
+    memset(f->len, 0, sizeof(f->len));
+    f->have_vendor_id = FALSE;
+    f->vendor_id = 0;
+    f->ready = TRUE;
+}
 
 typedef struct {
     const char *code;

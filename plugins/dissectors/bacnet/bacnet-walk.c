@@ -411,6 +411,7 @@ note_fact(Walk *w, const guint8 *str, gsize len)
     Facts *f = w->facts;
     if (!f || !f->device_object || !str)
         return;
+    facts_begin(f);
     for (guint i = 0; i < G_N_ELEMENTS(map); i++) {
         if (map[i].prop == f->property && !f->str[map[i].fact]) {
             f->str[map[i].fact] = str;
@@ -445,6 +446,7 @@ put_primitive(Walk *w, const Tag *t, const guint8 *p)
             put_uint(w, "value", u);
             if (w->facts && w->facts->device_object &&
                 w->facts->property == PROP_VENDOR_IDENTIFIER && t->number == TAG_UNSIGNED) {
+                facts_begin(w->facts);
                 w->facts->have_vendor_id = TRUE;
                 w->facts->vendor_id = u;
                 w->facts->any = TRUE;

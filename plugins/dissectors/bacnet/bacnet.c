@@ -520,7 +520,12 @@ emit_confirmed(OtsSession *s, BacnetState *st, Pending *p, const Resp *resp)
                   : info.response_ts ? info.response_ts
                                      : ots_session_get_time(s);
 
-    Facts facts = {0};
+    Facts facts; /* the rest is zeroed at the first fact (facts_begin()) */
+    facts.device_object = FALSE;
+    facts.instance = 0;
+    facts.property = 0;
+    facts.any = FALSE;
+    facts.ready = FALSE;
     Ident req_id = {0};
     Problem raised[MAX_PROBLEMS];
     Walk w = {.dir = p->dir, .ident = &req_id, .raised = raised};
