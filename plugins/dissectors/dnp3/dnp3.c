@@ -770,6 +770,19 @@ walk_object(Walk *w, OtsReader *r, gboolean emit)
                     count);
             FAIL();
         }
+    } else if (count > 0 && pb == 0 && sb == 0 && size > 0 && g != 12 && g != 41 && g != 50) {
+        /* Fixed-size objects without index prefixes, of a group with no
+         * per-point detail (analog and counter values, say): nothing is
+         * reported or checked per object, so they are stepped over at once,
+         * as the loop below would, with its message for the first object
+         * past the end. A class poll's response is mostly these. */
+        gsize left = ots_reader_remaining(r);
+        if ((guint64)count * (guint64)size > left) {
+            problem(w, "bad_object_length", "object %u.%u: object %u past the end", g, v,
+                    (guint)(left / (gsize)size));
+            FAIL();
+        }
+        ots_reader_skip(r, (gsize)count * (gsize)size);
     } else if (count > 0 && (pb > 0 || sb > 0 || size != 0)) {
         gboolean list_open = FALSE;
         for (guint32 i = 0; i < count; i++) {

@@ -409,6 +409,39 @@ test_multi_fragment_response(void)
     check_clean(h);
 }
 
+/* Fixed-size objects without index prefixes are stepped over in one go
+ * (walk_object()): the object after them is where it should be, and a run
+ * cut short names its first missing object, as object by object did. */
+static void
+test_fixed_size_runs(void)
+{
+    g_autoptr(OtsHarness) h = harness();
+    send_app(h, REQ, READ_CLASS_0123(1));
+    /* g30v1 0..1 (2 x 5 bytes), then g1v2 0..2 (3 x 1 byte) */
+    send_app(h, RSP,
+             APP(0xc1, 0x81, 0x00, 0x00, 0x1e, 0x01, 0x01, 0x00, 0x00, 0x01, 0x00, 1, 2, 3, 4, 5,
+                 6, 7, 8, 9, 10, 0x01, 0x02, 0x00, 0x00, 0x02, 0x81, 0x01, 0x81));
+    gint i = tx(h, 0);
+    FIELD(h, i, "dnp3.response.object_count", "2");
+    FIELD(h, i, "dnp3.response.objects.0.group", "30");
+    FIELD(h, i, "dnp3.response.objects.0.stop", "1");
+    FIELD(h, i, "dnp3.response.objects.1.group", "1");
+    FIELD(h, i, "dnp3.response.objects.1.variation", "2");
+    FIELD(h, i, "dnp3.response.objects.1.stop", "2");
+    FIELD(h, i, "dnp3.response.objects_truncated", "false");
+    CU_ASSERT_EQUAL(ots_harness_count(h, "alert"), 0);
+    /* g30v1 0..2 with 12 of its 15 bytes: object 2 is the first past the end */
+    send_app(h, REQ, READ_CLASS_0123(2));
+    send_app(h, RSP,
+             APP(0xc2, 0x81, 0x00, 0x00, 0x1e, 0x01, 0x01, 0x00, 0x00, 0x02, 0x00, 1, 2, 3, 4, 5,
+                 6, 7, 8, 9, 10, 11, 12));
+    CU_ASSERT_EQUAL(alerts(h, "bad_object_length"), 1);
+    gint a = ots_harness_find(h, "alert", 0);
+    FIELD(h, a, "message", "\"object 30.1: object 2 past the end\"");
+    FIELD(h, tx(h, 1), "dnp3.response.objects_truncated", "true");
+    CU_ASSERT_EQUAL(ots_harness_invalid_events(h), 0);
+}
+
 /* ---- transport and framing --------------------------------------------- */
 
 /* A response of @n objects g30v1 (5 bytes each) in one fragment. */
@@ -1027,6 +1060,7 @@ static CU_TestInfo dnp3_tests[] = {
     {"IIN bits and exception", test_iin_exception},
     {"unsolicited response and confirm", test_unsolicited_and_confirm},
     {"multi-fragment response", test_multi_fragment_response},
+    {"fixed-size objects stepped over", test_fixed_size_runs},
     {"transport segments reassembled", test_transport_segments},
     {"frames split byte by byte", test_split_byte_by_byte},
     {"several frames in one feed, two outstations", test_several_frames_one_feed},
