@@ -7,28 +7,26 @@
  * heuristic probes before it is left undissected. */
 #define MAX_PROBE_TRIES 4
 
-/* The members after the tuple ("proto" to "status") of the session's last
- * transaction, and what they were made of: a polling master asks the same
- * again and again, so they are copied while it does. Strings are kept and
- * compared by content (a plugin may pass a buffer it reuses); longer ones
- * are not kept. */
+/* What a transaction's members after the tuple ("proto" to "status") are
+ * made of: the key of the session's memo of them, since a polling master
+ * asks the same again and again. Strings by content (a plugin may reuse a
+ * buffer for a name); longer ones are not kept. */
 typedef struct {
     guint64 function;
     guint8 op_class;
     guint8 status;
-    gboolean has_function_name;
-    guint16 len; /* of text; 0: nothing kept */
+    guint8 has_function_name;
     char proto[24];
     char function_name[48];
-    char text[176];
-} TxHead;
+} TxHeadKey;
+G_STATIC_ASSERT(sizeof(TxHeadKey) <= OTS_EVENT_MEMO_KEY_MAX);
 
 /* Formatted once per flow, when its first event is written. */
 typedef struct {
     char ip[2][48];
     char tuple[2][256];
     gsize tuple_len[2];
-    TxHead head;
+    OtsEventMemo head; /* keyed by TxHeadKey */
 } SessionStrings;
 
 struct _OtsSession {
@@ -232,7 +230,7 @@ session_strings(OtsSession *s)
     if (G_LIKELY(s->strings))
         return s->strings;
     SessionStrings *st = g_new(SessionStrings, 1);
-    st->head.len = 0;
+    st->head.key_len = 0;
     OtsFlow *f = s->flow;
     const char *l4 = f->l4_proto == OTS_L4_TCP ? "tcp" : "udp";
     for (int i = 0; i < 2; i++)
@@ -270,6 +268,27 @@ add_tuple(OtsSession *s, OtsEvent *e, OtsDirection dir)
     ots_event_add_raw(e, st->tuple[dir], st->tuple_len[dir]);
 }
 
+/* @key for @info's members after the tuple; FALSE if a name is too long to
+ * be a key. */
+static gboolean
+tx_head_key(TxHeadKey *key, const char *proto, const OtsTransactionInfo *info)
+{
+    gsize plen = strlen(proto);
+    gsize flen = info->function_name ? strlen(info->function_name) : 0;
+    if (plen >= sizeof(key->proto) || flen >= sizeof(key->function_name) ||
+        (guint)info->op_class > G_MAXUINT8 || (guint)info->status > G_MAXUINT8)
+        return FALSE;
+    memset(key, 0, sizeof(*key)); /* padding and string tails too: compared as bytes */
+    key->function = info->function;
+    key->op_class = (guint8)info->op_class;
+    key->status = (guint8)info->status;
+    key->has_function_name = info->function_name != NULL;
+    memcpy(key->proto, proto, plen);
+    if (flen)
+        memcpy(key->function_name, info->function_name, flen);
+    return TRUE;
+}
+
 /**
  * ots_session_begin_transaction:
  * @s: the session of the current callback
@@ -285,36 +304,20 @@ ots_session_begin_transaction(OtsSession *s, const OtsTransactionInfo *info)
     OtsEvent *e = ots_event_writer_begin(s->ctx->writer, OTS_EVENT_TRANSACTION, ts);
     add_tuple(s, e, info->request_dir);
     const char *proto = info->proto ? info->proto : s->info->name;
-    const char *fname = info->function_name ? info->function_name : "";
-    TxHead *h = &s->strings->head;
-    if (h->len && h->function == info->function && h->op_class == (guint8)info->op_class &&
-        h->status == (guint8)info->status &&
-        h->has_function_name == (info->function_name != NULL) && strcmp(h->proto, proto) == 0 &&
-        strcmp(h->function_name, fname) == 0) {
-        ots_event_add_raw(e, h->text, h->len);
-    } else {
-        OtsBuf *b = (OtsBuf *)(void *)e->head.buf;
-        gsize start = b->len + 1; /* after the comma the tuple left */
+    OtsEventMemo *m = &s->strings->head;
+    TxHeadKey key;
+    gboolean keyed = tx_head_key(&key, proto, info);
+    if (!keyed || !ots_event_memo_put(e, m, &key, sizeof(key))) {
+        if (keyed)
+            ots_event_memo_begin(e, m, &key, sizeof(key));
         ots_event_add_string(e, "proto", proto);
         ots_event_add_uint(e, "function", info->function);
         if (info->function_name)
             ots_event_add_string(e, "function_name", info->function_name);
         ots_event_add_string(e, "op_class", ots_op_class_to_string(info->op_class));
         ots_event_add_string(e, "status", ots_tx_status_to_string(info->status));
-        gsize n = b->len - start;
-        h->len = 0;
-        if (n <= sizeof(h->text) && strlen(proto) < sizeof(h->proto) &&
-            strlen(fname) < sizeof(h->function_name) && (guint)info->op_class <= G_MAXUINT8 &&
-            (guint)info->status <= G_MAXUINT8) {
-            memcpy(h->text, b->data + start, n);
-            strcpy(h->proto, proto);
-            strcpy(h->function_name, fname);
-            h->function = info->function;
-            h->op_class = (guint8)info->op_class;
-            h->status = (guint8)info->status;
-            h->has_function_name = info->function_name != NULL;
-            h->len = (guint16)n;
-        }
+        if (keyed)
+            ots_event_memo_end(e, m);
     }
     if (info->request_ts && info->response_ts)
         ots_event_add_int(e, "latency_us", info->response_ts - info->request_ts);
