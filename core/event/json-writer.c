@@ -451,11 +451,7 @@ ots_json_hex(OtsBuf *b, const guint8 *p, gsize len)
 static inline guint8 *
 put_2digits(guint8 *o, guint v)
 {
-    static const char pairs[] = "00010203040506070809101112131415161718192021222324"
-                                "25262728293031323334353637383940414243444546474849"
-                                "50515253545556575859606162636465666768697071727374"
-                                "75767778798081828384858687888990919293949596979899";
-    memcpy(o, pairs + 2 * v, 2);
+    memcpy(o, ots_event_digit_pairs_ + 2 * v, 2);
     return o + 2;
 }
 

@@ -265,15 +265,20 @@ typedef struct {
 /* Deeper nesting is a plugin bug: refused (the JSON stays valid). */
 #define OTS_EVENT_MAX_DEPTH_ 16
 
+/* "00" to "99", for writing numbers two digits at a time (the core's JSON
+ * writer uses them too). */
+static const char ots_event_digit_pairs_[] =
+    "00010203040506070809101112131415161718192021222324"
+    "25262728293031323334353637383940414243444546474849"
+    "50515253545556575859606162636465666768697071727374"
+    "75767778798081828384858687888990919293949596979899";
+
 /* Writes the decimal digits of @v at @o; returns the end. The core's JSON
  * writer uses it too. */
 static inline guint8 *
 ots_event_put_u64_(guint8 *o, guint64 v)
 {
-    static const char pairs[] = "00010203040506070809101112131415161718192021222324"
-                                "25262728293031323334353637383940414243444546474849"
-                                "50515253545556575859606162636465666768697071727374"
-                                "75767778798081828384858687888990919293949596979899";
+    const char *pairs = ots_event_digit_pairs_;
     guint n = 1;
     for (guint64 t = v;; t /= 10000, n += 4) {
         if (t < 10)
