@@ -230,7 +230,7 @@ session_strings(OtsSession *s)
     if (G_LIKELY(s->strings))
         return s->strings;
     SessionStrings *st = g_new(SessionStrings, 1);
-    st->head.key_len = 0;
+    st->head.json_len = 0; /* nothing kept yet */
     OtsFlow *f = s->flow;
     const char *l4 = f->l4_proto == OTS_L4_TCP ? "tcp" : "udp";
     for (int i = 0; i < 2; i++)

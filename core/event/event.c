@@ -308,7 +308,7 @@ gboolean
 ots_event_memo_put(OtsEvent *e, const OtsEventMemo *m, const void *key, gsize key_len)
 {
     g_return_val_if_fail(e && m && (key || key_len == 0), FALSE);
-    if (!EV_OPEN(e) || (e->head.state & OTS_EVENT_ARRAY_) || m->key_len == 0 ||
+    if (!EV_OPEN(e) || (e->head.state & OTS_EVENT_ARRAY_) || m->json_len == 0 ||
         m->key_len != key_len || memcmp(m->key, key, key_len) != 0)
         return FALSE;
     OtsBuf *b = ev_buf(e);
@@ -326,14 +326,15 @@ void
 ots_event_memo_begin(OtsEvent *e, OtsEventMemo *m, const void *key, gsize key_len)
 {
     g_return_if_fail(e && m && (key || key_len == 0));
-    m->key_len = 0; /* kept again only by a good end */
+    m->json_len = 0; /* kept again only by a good end */
+    m->key_len = 0;
     if (!EV_OPEN(e) || (e->head.state & OTS_EVENT_ARRAY_) || key_len == 0 ||
         key_len > sizeof(m->key)) {
         m->record_ = G_MAXSIZE; /* end keeps nothing */
         return;
     }
     memcpy(m->key, key, key_len);
-    m->json_len = (guint32)key_len; /* the key's length until end */
+    m->key_len = (guint32)key_len;
     m->start_ = ev_buf(e)->len;
     m->record_ = e->record_start;
     m->state_ = e->head.state;
@@ -346,8 +347,6 @@ ots_event_memo_end(OtsEvent *e, OtsEventMemo *m)
 {
     g_return_if_fail(e && m);
     OtsBuf *b = ev_buf(e);
-    guint32 key_len = m->json_len;
-    m->json_len = 0;
     /* Kept only if this is the event begin saw, at the same level, and the
      * run is whole members: nothing written, or the state grew a comma. */
     if (m->record_ != e->record_start || !EV_OPEN(e) || e->head.depth != m->depth_ ||
@@ -357,9 +356,8 @@ ots_event_memo_end(OtsEvent *e, OtsEventMemo *m)
     gsize start = m->start_ + ((m->state_ & OTS_EVENT_COMMA_) ? 1 : 0);
     if (b->len <= start || b->len - start > sizeof(m->json))
         return;
+    memcpy(m->json, b->data + start, b->len - start);
     m->json_len = (guint32)(b->len - start);
-    memcpy(m->json, b->data + start, m->json_len);
-    m->key_len = key_len;
 }
 
 void

@@ -210,8 +210,8 @@ void ots_event_commit(OtsEvent *e);
 #define OTS_EVENT_MEMO_MAX 384
 
 typedef struct {
-    guint32 key_len;  /* 0: nothing kept */
-    guint32 json_len;
+    guint32 key_len;
+    guint32 json_len; /* 0: nothing kept */
     /* Set by begin for end; not API. */
     gsize start_;
     gsize record_;
