@@ -352,11 +352,10 @@ pool_get(Worker *w)
     g_mutex_lock(&w->pool_lock);
     if (w->pool->len == 0) {
         gint64 until = g_get_monotonic_time() + LIVE_TIMEOUT_MS * 1000;
+        /* pool_put() clears it when the pool holds that many. */
         w->pool_wanted = CHUNKS_REFILL;
-        while (w->pool->len == 0 || (w->pool_wanted && w->pool->len < w->pool_wanted)) {
-            if (!g_cond_wait_until(&w->pool_cond, &w->pool_lock, until))
-                break;
-        }
+        while (w->pool_wanted && g_cond_wait_until(&w->pool_cond, &w->pool_lock, until))
+            ;
         w->pool_wanted = 0;
     }
     if (w->pool->len)
